@@ -1,0 +1,66 @@
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { FatalError } from '../errors.js';
+import { STATE_DIR, TRANSIENT_SQL, allLogPaths, latestSql, buildDoneTable } from '../manifest.js';
+import { readRunRecord } from '../run.js';
+import { Source, countRows, taskSql, selectedRowsSql } from '../source.js';
+
+export interface StatusReport {
+  out: string;
+  input: string | null;
+  ok: number;
+  failed: number;
+  failed_permanent: Record<string, number>;
+  failed_transient: Record<string, number>;
+  selected: number | null;
+  left: number | null;
+}
+
+/** Counts from the folder's logs; with the input, also how many rows a rerun would still process. */
+export async function statusReport(out: string, inputOverride: string | null): Promise<StatusReport> {
+  if (!existsSync(path.join(out, STATE_DIR))) throw new FatalError(`${out} has no pcb records (${STATE_DIR}/ is missing); run pcb download --out ${out} first`);
+  const logs = allLogPaths(out);
+  const run = readRunRecord(out);
+  const input = inputOverride ?? run?.input ?? null;
+  const source = input ? await Source.open(input) : null;
+  const conn = source?.conn ?? (await (await import('../source.js')).openDuckDB());
+  const report: StatusReport = { out, input, ok: 0, failed: 0, failed_permanent: {}, failed_transient: {}, selected: null, left: null };
+  if (logs.length) {
+    const rows = (await conn.runAndReadAll(`SELECT status, error, ${TRANSIENT_SQL} AS transient, count(*)::DOUBLE AS n
+      FROM (${latestSql(logs)}) GROUP BY ALL`)).getRowObjectsJS();
+    for (const r of rows) {
+      const n = Number(r.n);
+      if (r.status === 'ok') { report.ok += n; continue; }
+      report.failed += n;
+      const bucket = r.transient ? report.failed_transient : report.failed_permanent;
+      bucket[String(r.error)] = (bucket[String(r.error)] ?? 0) + n;
+    }
+  }
+  if (source && run) {
+    const plan = {
+      urlColumn: run.urlColumn, idColumn: run.idColumn, captionColumn: run.captionColumn, fallbackColumn: run.fallbackCaptionColumn,
+      where: run.where, shard: null, limit: run.limit, doneTable: logs.length ? await buildDoneTable(conn, out, logs, false) : null,
+    };
+    report.selected = await countRows(source, selectedRowsSql(source, plan));
+    report.left = plan.doneTable ? await countRows(source, taskSql(source, plan)) : report.selected;
+  }
+  return report;
+}
+
+export async function runStatus(out: string, opts: { input: string | null; json: boolean }): Promise<void> {
+  const r = await statusReport(out, opts.input);
+  if (opts.json) {
+    process.stdout.write(JSON.stringify(r) + '\n');
+    return;
+  }
+  const list = (m: Record<string, number>) => Object.entries(m).sort((a, b) => b[1] - a[1]).map(([e, n]) => `    ${e.padEnd(20)} ${n}`);
+  const lines = [
+    `${out}: ${r.ok} ok, ${r.failed} failed`,
+    `  failed for good (skipped by a rerun; --retry-failed retries them): ${Object.values(r.failed_permanent).reduce((a, b) => a + b, 0)}`,
+    ...list(r.failed_permanent),
+    `  failed transiently (a rerun retries them): ${Object.values(r.failed_transient).reduce((a, b) => a + b, 0)}`,
+    ...list(r.failed_transient),
+    r.left !== null ? `  left to do in ${r.input}: ${r.left} of ${r.selected} selected rows` : `  rows left: unknown (pass --input <parquet>)`,
+  ];
+  process.stdout.write(lines.join('\n') + '\n');
+}

@@ -1,0 +1,191 @@
+import { Agent, buildConnector } from 'undici';
+import type { Dispatcher } from 'undici';
+import { RowError, isTransientHttpStatus } from './errors.js';
+import { checkLiteralHost, isBlockedAddress } from './address.js';
+import type { SharedLimits } from './shared-limits.js';
+
+export const MAX_REDIRECTS = 5;
+/** A Retry-After longer than this is not waited for in this run: the row stays transient for the next one. */
+export const MAX_RETRY_AFTER_MS = 120_000;
+
+export interface DownloadPolicy {
+  timeoutMs: number;
+  maxBytes: number;
+  retries: number;
+  backoffMs: number;
+  userAgent: string;
+  allowPrivateNetwork: boolean;
+  ignoreOptOut: boolean;
+}
+
+export interface Downloaded {
+  data: Buffer | null;
+  error: RowError | null;
+  httpStatus: number | null;
+  /** Requests made for the row, retries included. */
+  attempts: number;
+  bytes: number;
+  /** KiB counted against the shared memory budget; give back once the bytes are processed. */
+  heldKiB: number;
+}
+
+/** A keep-alive pool per host for one worker; refuses sockets whose peer address is not public. */
+export function createAgent(policy: DownloadPolicy, connectionsPerHost: number): Agent {
+  const base = buildConnector({ timeout: policy.timeoutMs });
+  const connect: buildConnector.connector = (opts, cb) => {
+    base(opts, (err, socket) => {
+      if (err || !socket) return cb(err ?? new Error('no socket'), null);
+      const addr = socket.remoteAddress ?? '';
+      if (!policy.allowPrivateNetwork && isBlockedAddress(addr)) {
+        socket.destroy();
+        return cb(new RowError('blocked_address', `${opts.hostname} resolved to ${addr}, not a public address`), null);
+      }
+      cb(null, socket);
+    });
+  };
+  return new Agent({
+    connect,
+    connections: connectionsPerHost,
+    keepAliveTimeout: 30_000,
+    headersTimeout: policy.timeoutMs,
+    bodyTimeout: policy.timeoutMs,
+  });
+}
+
+/** Does an X-Robots-Tag value forbid AI use to us? Global directives and ones naming pcb or `*` count. */
+export function isOptedOut(header: string | string[] | undefined): boolean {
+  if (!header) return false;
+  const values = Array.isArray(header) ? header : [header];
+  for (const value of values) {
+    for (const part of value.split(/,(?![^:,]*:)/)) {
+      // "ua: d1, d2" names the agent the directives apply to; a bare list applies to everyone.
+      const m = /^\s*([A-Za-z0-9_*.-]+)\s*:\s*(.*)$/.exec(part);
+      const agent = m ? m[1].toLowerCase() : null;
+      const directives = (m ? m[2] : part).toLowerCase().split(/[\s,]+/);
+      const applies = agent === null || agent === '*' || agent === 'pcb' || agent === 'img2dataset';
+      if (applies && (directives.includes('noai') || directives.includes('noimageai'))) return true;
+    }
+  }
+  return false;
+}
+
+/** Retry-After in seconds or as an HTTP date, in ms from now; null when absent or unreadable. */
+export function parseRetryAfter(value: string | string[] | undefined, now = Date.now()): number | null {
+  const v = Array.isArray(value) ? value[0] : value;
+  if (!v) return null;
+  if (/^\s*\d+(\.\d+)?\s*$/.test(v)) return Math.round(Number(v) * 1000);
+  const t = Date.parse(v);
+  return Number.isNaN(t) ? null : Math.max(0, t - now);
+}
+
+/** Exponential backoff with jitter, unless the server said how long to wait. */
+export function backoffDelay(attempt: number, baseMs: number, retryAfterMs: number | null): number {
+  const jittered = baseMs * 2 ** attempt * (0.5 + Math.random());
+  const capped = Math.min(jittered, 60_000);
+  return retryAfterMs !== null ? Math.max(retryAfterMs, Math.min(capped, 1000)) : capped;
+}
+
+function classifyNetworkError(err: unknown): RowError {
+  if (err instanceof RowError) return err;
+  const e = err as { name?: string; code?: string; message?: string; cause?: unknown };
+  if (e?.cause instanceof RowError) return e.cause;
+  const msg = e?.message ?? String(err);
+  if (e?.name === 'TimeoutError' || e?.name === 'AbortError' || /^UND_ERR_(CONNECT|HEADERS|BODY)_TIMEOUT$/.test(e?.code ?? '')) {
+    return new RowError('timeout', 'deadline passed');
+  }
+  return new RowError('network', e?.code ? `${e.code}: ${msg}` : msg);
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+interface Attempt { data: Buffer; httpStatus: number; bytes: number }
+
+/** One attempt: the whole redirect chain and the body under one deadline. */
+async function attemptOnce(url: URL, policy: DownloadPolicy, agent: Dispatcher, limits: SharedLimits,
+  held: { kib: number; bytes: number }): Promise<Attempt> {
+  const signal = AbortSignal.timeout(policy.timeoutMs);
+  let current = url;
+  for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
+    checkLiteralHost(current, policy.allowPrivateNetwork);
+    const release = await limits.acquireHost(current.host);
+    try {
+      const res = await agent.request({
+        origin: current.origin,
+        path: current.pathname + current.search,
+        method: 'GET',
+        headers: { 'user-agent': policy.userAgent, accept: 'image/avif,image/webp,image/*,*/*;q=0.8' },
+        signal,
+      });
+      const status = res.statusCode;
+      if (status >= 300 && status < 400 && res.headers.location) {
+        await res.body.dump();
+        let next: URL;
+        try {
+          next = new URL(String(res.headers.location), current);
+        } catch {
+          throw new RowError('bad_url', `redirect to an unparsable location`, status);
+        }
+        if (next.protocol !== 'http:' && next.protocol !== 'https:') throw new RowError('bad_url', `redirect to ${next.protocol}`, status);
+        current = next;
+        continue;
+      }
+      if (status !== 200) {
+        await res.body.dump().catch(() => undefined);
+        throw new RowError('http_status', `HTTP ${status}`, status, parseRetryAfter(res.headers['retry-after']));
+      }
+      if (!policy.ignoreOptOut && isOptedOut(res.headers['x-robots-tag'])) {
+        res.body.destroy();
+        throw new RowError('opted_out', `X-Robots-Tag: ${String(res.headers['x-robots-tag'])}`, status);
+      }
+      const declared = Number(res.headers['content-length']);
+      if (Number.isFinite(declared) && declared > policy.maxBytes) {
+        res.body.destroy();
+        throw new RowError('too_large', `Content-Length ${declared} over --max-bytes ${policy.maxBytes}`, status);
+      }
+      const chunks: Buffer[] = [];
+      let size = 0;
+      for await (const chunk of res.body) {
+        size += chunk.length;
+        held.bytes += chunk.length;
+        if (size > policy.maxBytes) {
+          res.body.destroy();
+          throw new RowError('too_large', `body passed --max-bytes ${policy.maxBytes}`, status);
+        }
+        held.kib += limits.holdBytes(chunk.length);
+        chunks.push(chunk);
+      }
+      return { data: Buffer.concat(chunks, size), httpStatus: status, bytes: size };
+    } catch (err) {
+      throw classifyNetworkError(err);
+    } finally {
+      release();
+    }
+  }
+  throw new RowError('too_many_redirects', `more than ${MAX_REDIRECTS} redirects`);
+}
+
+/** Fetch with retries of transient failures; never throws: the outcome is data. */
+export async function download(url: URL, policy: DownloadPolicy, agent: Dispatcher, limits: SharedLimits): Promise<Downloaded> {
+  let attempts = 0;
+  let bytes = 0;
+  for (let attempt = 0; ; attempt++) {
+    await limits.waitForMemory();
+    await limits.takeRequestToken();
+    attempts++;
+    const held = { kib: 0, bytes: 0 };
+    try {
+      const got = await attemptOnce(url, policy, agent, limits, held);
+      return { data: got.data, error: null, httpStatus: got.httpStatus, attempts, bytes: bytes + got.bytes, heldKiB: held.kib };
+    } catch (err) {
+      limits.releaseBytes(held.kib);
+      bytes += held.bytes;
+      const e = classifyNetworkError(err);
+      const transient = e.code === 'timeout' || e.code === 'network' || (e.code === 'http_status' && isTransientHttpStatus(e.httpStatus ?? 0));
+      const tooLong = e.retryAfterMs !== null && e.retryAfterMs > MAX_RETRY_AFTER_MS;
+      if (!transient || attempt >= policy.retries || tooLong) {
+        return { data: null, error: e, httpStatus: e.httpStatus, attempts, bytes, heldKiB: 0 };
+      }
+      await sleep(backoffDelay(attempt, policy.backoffMs, e.retryAfterMs));
+    }
+  }
+}

@@ -1,0 +1,199 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import sharp from 'sharp';
+
+export interface LoggedRequest { method: string; path: string; userAgent: string; at: number }
+
+/**
+ * The offline kit's loopback image server (127.0.0.1, ephemeral port). Serves registered images from
+ * memory and injects faults by path, so tests, demo and bench never leave the machine:
+ *   /img/<name>                      the image
+ *   /status/<code>[?retry-after=s]   that HTTP status
+ *   /flaky/<key>/<n>/<code>/<name>   <code> for the first n requests of <key>, then the image
+ *   /slow-headers                    never answers
+ *   /stall/<name>                    headers, then nothing
+ *   /drip                            1 KiB every 500 ms, forever
+ *   /redirect/<n>/<name>             n redirects, then the image   · /loop   redirects to itself
+ *   /redirect-to?url=<u>             one redirect to any URL
+ *   /html  /empty  /reset            an HTML page as image/jpeg · an empty 200 · a dropped connection
+ *   /as-html/<name>                  the image, labelled text/html
+ *   /truncated/<name>                the first half of the image
+ *   /big-chunked                     endless chunked body, no length · /big-declared  a huge Content-Length
+ *   /optout/<value>/<name>           the image with X-Robots-Tag: <value>
+ *   /imgix/<name>?w=&h=&fit=max      imgix semantics: scale down to fit w/h, never up
+ *   /imgix-small/<name>?w=           a rendition smaller than asked (a misbehaving CDN)
+ */
+export class KitServer {
+  readonly requests: LoggedRequest[] = [];
+  private readonly images = new Map<string, { data: Buffer; type: string }>();
+  private readonly flaky = new Map<string, number>();
+  private readonly renditions = new Map<string, Buffer>();
+  private server: http.Server | null = null;
+  port = 0;
+  /** CPU time this process spent serving (µs), for the bench to discount. */
+  private cpuAtStart: NodeJS.CpuUsage = process.cpuUsage();
+
+  put(name: string, data: Buffer, type = 'image/jpeg'): this {
+    this.images.set(name, { data, type });
+    return this;
+  }
+
+  get base(): string {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  url(p: string): string {
+    return `${this.base}${p.startsWith('/') ? p : '/' + p}`;
+  }
+
+  async start(): Promise<this> {
+    this.server = http.createServer((req, res) => {
+      this.handle(req, res).catch(() => { if (!res.headersSent) res.writeHead(500); res.end(); });
+    });
+    this.server.keepAliveTimeout = 30_000;
+    await new Promise<void>((resolve) => this.server!.listen(0, '127.0.0.1', resolve));
+    this.port = (this.server.address() as AddressInfo).port;
+    this.cpuAtStart = process.cpuUsage();
+    return this;
+  }
+
+  cpuSeconds(): number {
+    const u = process.cpuUsage(this.cpuAtStart);
+    return (u.user + u.system) / 1e6;
+  }
+
+  async stop(): Promise<void> {
+    if (!this.server) return;
+    this.server.closeAllConnections();
+    await new Promise<void>((resolve) => this.server!.close(() => resolve()));
+    this.server = null;
+  }
+
+  count(pred: (p: string) => boolean): number {
+    return this.requests.filter((r) => pred(r.path)).length;
+  }
+
+  private sendImage(res: http.ServerResponse, name: string, headers: Record<string, string> = {}): void {
+    const img = this.images.get(decodeURIComponent(name));
+    if (!img) { res.writeHead(404, { 'content-type': 'text/plain' }); res.end('not found'); return; }
+    res.writeHead(200, { 'content-type': img.type, 'content-length': String(img.data.length), ...headers });
+    res.end(img.data);
+  }
+
+  private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const u = new URL(req.url ?? '/', this.base);
+    this.requests.push({ method: req.method ?? 'GET', path: u.pathname + u.search, userAgent: String(req.headers['user-agent'] ?? ''), at: Date.now() });
+    const parts = u.pathname.split('/').filter(Boolean);
+    const rest = (from: number) => parts.slice(from).join('/');
+    switch (parts[0]) {
+      case 'img': return this.sendImage(res, rest(1));
+      case 'status': {
+        const headers: Record<string, string> = { 'content-type': 'text/plain' };
+        const ra = u.searchParams.get('retry-after');
+        if (ra) headers['retry-after'] = ra;
+        res.writeHead(Number(parts[1]), headers);
+        res.end(`status ${parts[1]}`);
+        return;
+      }
+      case 'flaky': {
+        const [key, n, code] = [parts[1], Number(parts[2]), Number(parts[3])];
+        const seen = this.flaky.get(key) ?? 0;
+        this.flaky.set(key, seen + 1);
+        if (seen < n) {
+          const headers: Record<string, string> = {};
+          const ra = u.searchParams.get('retry-after');
+          if (ra) headers['retry-after'] = ra;
+          res.writeHead(code, headers);
+          res.end('try again');
+          return;
+        }
+        return this.sendImage(res, rest(4));
+      }
+      case 'slow-headers': return; // never answers; the client's deadline must end it
+      case 'stall': {
+        const img = this.images.get(rest(1));
+        res.writeHead(200, { 'content-type': 'image/jpeg', 'content-length': String(img?.data.length ?? 100000) });
+        res.write(img ? img.data.subarray(0, 100) : Buffer.alloc(100));
+        return; // and nothing more
+      }
+      case 'drip': {
+        res.writeHead(200, { 'content-type': 'image/jpeg' });
+        const t = setInterval(() => { if (!res.destroyed) res.write(Buffer.alloc(1024, 0xff)); }, 500);
+        res.on('close', () => clearInterval(t));
+        return;
+      }
+      case 'redirect': {
+        const n = Number(parts[1]);
+        const next = n <= 1 ? `/img/${rest(2)}` : `/redirect/${n - 1}/${rest(2)}`;
+        res.writeHead(302, { location: next });
+        res.end();
+        return;
+      }
+      case 'loop': res.writeHead(301, { location: '/loop' }); res.end(); return;
+      case 'redirect-to': res.writeHead(302, { location: u.searchParams.get('url') ?? '/' }); res.end(); return;
+      case 'html': {
+        const body = Buffer.from('<!doctype html><html><body>Access denied</body></html>');
+        res.writeHead(200, { 'content-type': 'image/jpeg', 'content-length': String(body.length) });
+        res.end(body);
+        return;
+      }
+      case 'empty': res.writeHead(200, { 'content-type': 'image/jpeg', 'content-length': '0' }); res.end(); return;
+      case 'reset': req.socket.destroy(); return;
+      case 'as-html': {
+        const img = this.images.get(rest(1));
+        res.writeHead(200, { 'content-type': 'text/html' });
+        res.end(img?.data);
+        return;
+      }
+      case 'truncated': {
+        const img = this.images.get(rest(1));
+        const half = img ? img.data.subarray(0, Math.floor(img.data.length / 2)) : Buffer.alloc(0);
+        res.writeHead(200, { 'content-type': 'image/jpeg', 'content-length': String(half.length) });
+        res.end(half);
+        return;
+      }
+      case 'big-chunked': {
+        res.writeHead(200, { 'content-type': 'image/jpeg' });
+        const chunk = Buffer.alloc(1 << 20, 0xab);
+        let sent = 0;
+        const pump = () => {
+          while (!res.destroyed && sent < 1 << 30) {
+            sent += chunk.length;
+            if (!res.write(chunk)) { res.once('drain', pump); return; }
+          }
+          res.end();
+        };
+        pump();
+        return;
+      }
+      case 'big-declared': {
+        res.writeHead(200, { 'content-type': 'image/jpeg', 'content-length': String(10 * 1024 ** 3) });
+        res.write(Buffer.alloc(1024));
+        return;
+      }
+      case 'optout': return this.sendImage(res, rest(2), { 'x-robots-tag': decodeURIComponent(parts[1]) });
+      case 'imgix':
+      case 'imgix-small': {
+        const name = rest(1);
+        const img = this.images.get(name);
+        if (!img) { res.writeHead(404); res.end(); return; }
+        const w = Number(u.searchParams.get('w') ?? 0) || undefined;
+        const h = Number(u.searchParams.get('h') ?? 0) || undefined;
+        if (!w && !h) return this.sendImage(res, name);
+        const key = `${parts[0]}:${name}:${w}:${h}`;
+        let out = this.renditions.get(key);
+        if (!out) {
+          const resize = parts[0] === 'imgix-small' ? { width: 100 } : { width: w, height: h, fit: 'inside' as const, withoutEnlargement: true };
+          out = await sharp(img.data).resize(resize).jpeg({ quality: 90 }).toBuffer();
+          this.renditions.set(key, out);
+        }
+        res.writeHead(200, { 'content-type': 'image/jpeg', 'content-length': String(out.length) });
+        res.end(out);
+        return;
+      }
+      default:
+        res.writeHead(404, { 'content-type': 'text/plain' });
+        res.end('not found');
+    }
+  }
+}

@@ -1,0 +1,164 @@
+import os from 'node:os';
+import { InvalidArgumentError } from 'commander';
+import type { OutputFormat, ResizeMode } from './resize.js';
+import type { CdnResize } from './cdn.js';
+import { DEFAULT_IMGIX_HOSTS } from './cdn.js';
+import { UsageError } from './errors.js';
+import { VERSION, PROJECT_URL } from './version.js';
+
+export const VECTOR_SIZE = 2048;
+
+export interface Shard { index: number; count: number; reason: string }
+
+/** `pcb download` after parsing and validation: every option typed, every default filled. */
+export interface DownloadOptions {
+  input: string;
+  out: string;
+  urlColumn: string;
+  idColumn: string;
+  captionColumn: string;
+  captionColumnExplicit: boolean;
+  fallbackCaptionColumn: string;
+  fallbackCaptionColumnExplicit: boolean;
+  where: string | null;
+  limit: number | null;
+  resize: ResizeMode;
+  resolution: number;
+  format: OutputFormat;
+  quality: number;
+  pngCompression: number;
+  threads: number;
+  concurrency: number;
+  chunkSize: number;
+  retries: number;
+  backoffMs: number;
+  timeoutMs: number;
+  maxBytes: number;
+  maxRps: number | null;
+  maxHostConnections: number;
+  memoryBudgetBytes: number;
+  userAgent: string;
+  ignoreOptOut: boolean;
+  allowPrivateNetwork: boolean;
+  cdnResize: CdnResize;
+  cdnHosts: string[];
+  shard: Shard | null;
+  overwrite: boolean;
+  retryFailed: boolean;
+  manifest: string | null;
+  quiet: boolean;
+  json: boolean;
+}
+
+export const DEFAULT_USER_AGENT = `pcb/${VERSION} (+${PROJECT_URL})`;
+export const DEFAULT_MEMORY_FRACTION = 0.25;
+
+/** Commander argument parsers: each names the option, what it expects and what it got. */
+export function intOption(name: string, min: number, max = Number.MAX_SAFE_INTEGER) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!/^\s*-?\d+\s*$/.test(value) || !Number.isSafeInteger(n) || n < min || n > max) {
+      throw new InvalidArgumentError(`${name} takes a whole number from ${min}${max < Number.MAX_SAFE_INTEGER ? ` to ${max}` : ' up'}, got '${value}'.`);
+    }
+    return n;
+  };
+}
+
+export function numberOption(name: string, minExclusive: number) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (value.trim() === '' || !Number.isFinite(n) || n <= minExclusive) {
+      throw new InvalidArgumentError(`${name} takes a number above ${minExclusive}, got '${value}'.`);
+    }
+    return n;
+  };
+}
+
+export function choiceOption<T extends string>(name: string, choices: readonly T[]) {
+  return (value: string): T => {
+    if (!(choices as readonly string[]).includes(value)) {
+      throw new InvalidArgumentError(`${name} is one of ${choices.join(', ')}, got '${value}'.`);
+    }
+    return value as T;
+  };
+}
+
+/** Sizes like 4G, 512M, 1048576. */
+export function bytesOption(name: string) {
+  return (value: string): number => {
+    const m = /^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*$/i.exec(value);
+    if (!m) throw new InvalidArgumentError(`${name} takes a size in bytes (e.g. 104857600, 512M, 4G), got '${value}'.`);
+    const unit = (m[2] ?? '').toLowerCase()[0] ?? '';
+    const mult = { '': 1, b: 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 }[unit] ?? 1;
+    const n = Math.floor(Number(m[1]) * mult);
+    if (n < 1) throw new InvalidArgumentError(`${name} must be at least 1 byte, got '${value}'.`);
+    return n;
+  };
+}
+
+export function parseShard(value: string): Shard {
+  const m = /^\s*(\d+)\s*\/\s*(\d+)\s*$/.exec(value);
+  const index = m ? Number(m[1]) : NaN;
+  const count = m ? Number(m[2]) : NaN;
+  if (!m || count < 1 || index >= count) {
+    throw new InvalidArgumentError(`--shard takes <i>/<n> with 0 <= i < n (e.g. 0/4), got '${value}'.`);
+  }
+  return { index, count, reason: `--shard ${index}/${count}` };
+}
+
+/**
+ * The shard when --shard is absent: Slurm job arrays, then Kubernetes Indexed Jobs.
+ * Returns null when no scheduler index is present.
+ */
+export function shardFromEnvironment(env: NodeJS.ProcessEnv, shardCount: number | null): Shard | null {
+  const slurmId = env.SLURM_ARRAY_TASK_ID;
+  if (slurmId !== undefined && slurmId !== '') {
+    const min = Number(env.SLURM_ARRAY_TASK_MIN ?? 0);
+    const count = shardCount ?? (env.SLURM_ARRAY_TASK_COUNT ? Number(env.SLURM_ARRAY_TASK_COUNT) : NaN);
+    const index = Number(slurmId) - (Number.isFinite(min) ? min : 0);
+    if (!Number.isInteger(count) || count < 1) {
+      throw new UsageError(`SLURM_ARRAY_TASK_ID is set but the shard count is unknown: pass --shard-count <n> or --shard <i>/<n>.`);
+    }
+    if (!Number.isInteger(index) || index < 0 || index >= count) {
+      throw new UsageError(`SLURM_ARRAY_TASK_ID=${slurmId} (min ${min}) is outside 0..${count - 1}: pass --shard <i>/<n>.`);
+    }
+    return { index, count, reason: `Slurm array task ${slurmId} (SLURM_ARRAY_TASK_MIN=${min}, ${shardCount ? '--shard-count' : 'SLURM_ARRAY_TASK_COUNT'}=${count})` };
+  }
+  const k8s = env.JOB_COMPLETION_INDEX;
+  if (k8s !== undefined && k8s !== '') {
+    if (!shardCount) throw new UsageError(`JOB_COMPLETION_INDEX is set: pass --shard-count <n> (the Job's completions) or --shard <i>/<n>.`);
+    const index = Number(k8s);
+    if (!Number.isInteger(index) || index < 0 || index >= shardCount) {
+      throw new UsageError(`JOB_COMPLETION_INDEX=${k8s} is outside 0..${shardCount - 1}: check --shard-count.`);
+    }
+    return { index, count: shardCount, reason: `Kubernetes Indexed Job (JOB_COMPLETION_INDEX=${k8s}, --shard-count ${shardCount})` };
+  }
+  if (shardCount) throw new UsageError(`--shard-count needs a scheduler index (SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX), or use --shard <i>/<n>.`);
+  return null;
+}
+
+export function defaultThreads(): number {
+  return os.availableParallelism();
+}
+
+export function defaultMemoryBudget(): number {
+  return Math.floor(os.totalmem() * DEFAULT_MEMORY_FRACTION);
+}
+
+/** DuckDB reads whole vectors; a partial one would be read anyway. */
+export function roundChunkSize(n: number): number {
+  return Math.ceil(n / VECTOR_SIZE) * VECTOR_SIZE;
+}
+
+/** Checks that involve more than one option. */
+export function validateCombination(o: DownloadOptions): void {
+  if (o.resize === 'shortest-side' && (o.resolution < 64 || !Number.isInteger(o.resolution))) {
+    throw new UsageError(`--resolution for --resize shortest-side is a whole number of pixels, at least 64; got ${o.resolution}.`);
+  }
+  if (o.resize === 'area' && o.resolution > 1000) {
+    throw new UsageError(`--resolution for --resize area is in megapixels (e.g. 1.0); got ${o.resolution}.`);
+  }
+  if (o.overwrite && o.retryFailed) {
+    throw new UsageError(`--overwrite already redoes every row; drop --retry-failed.`);
+  }
+}

@@ -1,0 +1,126 @@
+import type { Dispatcher } from 'undici';
+import { RowError } from './errors.js';
+import type { ErrorCode } from './errors.js';
+import { parseRowUrl } from './address.js';
+import { checkId, chooseCaption } from './row.js';
+import type { CaptionSource } from './row.js';
+import { download } from './download.js';
+import type { DownloadPolicy, Downloaded } from './download.js';
+import { probe, resizeImage } from './resize.js';
+import type { ResizeOptions } from './resize.js';
+import { writeAtomic } from './output.js';
+import { coveringWidth, imgixUrl } from './cdn.js';
+import type { CdnResize } from './cdn.js';
+import type { SharedLimits } from './shared-limits.js';
+
+/** One input row as the main thread hands it to a worker. */
+export interface RowTask {
+  row: number;
+  id: string | null;
+  url: string | null;
+  caption: string | null;
+  fallback: string | null;
+  srcWidth: number | null;
+  srcHeight: number | null;
+}
+
+/** One manifest row: the outcome of a task, success or failure. */
+export interface RowResult {
+  row: number;
+  id: string | null;
+  url: string | null;
+  status: 'ok' | 'failed';
+  error: ErrorCode | null;
+  message: string | null;
+  http_status: number | null;
+  attempts: number;
+  bytes: number;
+  src_width: number | null;
+  src_height: number | null;
+  width: number | null;
+  height: number | null;
+  path: string | null;
+  caption_source: CaptionSource | null;
+  ms: number;
+}
+
+export interface RowContext {
+  out: string;
+  tmpDir: string;
+  resize: ResizeOptions;
+  policy: DownloadPolicy;
+  cdnResize: CdnResize;
+  cdnHosts: string[];
+  agent: Dispatcher;
+  limits: SharedLimits;
+}
+
+export function failedResult(task: RowTask, error: RowError, started: number, extra: Partial<RowResult> = {}): RowResult {
+  return {
+    row: task.row, id: task.id, url: task.url, status: 'failed', error: error.code, message: error.message.slice(0, 500),
+    http_status: error.httpStatus, attempts: 0, bytes: 0, src_width: null, src_height: null, width: null, height: null,
+    path: null, caption_source: null, ms: Date.now() - started, ...extra,
+  };
+}
+
+/** Fetch the CDN's smaller rendition when it still covers the target; otherwise (or on any doubt) the original. */
+async function fetchSource(url: URL, task: RowTask, ctx: RowContext): Promise<Downloaded> {
+  const plan = ctx.cdnResize === 'imgix' && ctx.cdnHosts.includes(url.hostname)
+    ? coveringWidth(task.srcWidth, task.srcHeight, ctx.resize.mode, ctx.resize.resolution) : null;
+  if (!plan) return download(url, ctx.policy, ctx.agent, ctx.limits);
+  const small = await download(imgixUrl(url, plan.width), ctx.policy, ctx.agent, ctx.limits);
+  if (small.data) {
+    const meta = await probe(small.data).catch(() => null);
+    const w = meta?.width ?? 0;
+    const h = meta?.height ?? 0;
+    const [ow, oh] = (meta?.orientation ?? 1) >= 5 ? [h, w] : [w, h];
+    if (ow >= plan.need.width && oh >= plan.need.height) return small;
+  }
+  ctx.limits.releaseBytes(small.heldKiB);
+  const full = await download(url, ctx.policy, ctx.agent, ctx.limits);
+  return { ...full, attempts: full.attempts + small.attempts, bytes: full.bytes + small.bytes };
+}
+
+/** Download → resize → write image, then caption. Never throws: every outcome is a manifest row. */
+export async function processRow(task: RowTask, ctx: RowContext): Promise<RowResult> {
+  const started = Date.now();
+  let id: string;
+  let url: URL;
+  try {
+    id = checkId(task.id);
+    url = parseRowUrl(task.url);
+  } catch (err) {
+    return failedResult(task, err as RowError, started);
+  }
+  let got: Downloaded;
+  try {
+    got = await fetchSource(url, task, ctx);
+  } catch (err) {
+    // download() reports failures as data; anything here is a bug we still keep as a row.
+    return failedResult(task, err instanceof RowError ? err : new RowError('network', String(err)), started);
+  }
+  const fetched = { attempts: got.attempts, bytes: got.bytes, http_status: got.httpStatus };
+  if (!got.data) return failedResult(task, got.error!, started, fetched);
+  try {
+    const img = await resizeImage(got.data, ctx.resize);
+    ctx.limits.releaseBytes(got.heldKiB);
+    got.heldKiB = 0;
+    const caption = chooseCaption(task.caption, task.fallback);
+    const name = `${id}.${ctx.resize.format === 'jpeg' ? 'jpg' : ctx.resize.format}`;
+    try {
+      await writeAtomic(ctx.out, ctx.tmpDir, name, img.data);
+      await writeAtomic(ctx.out, ctx.tmpDir, `${id}.txt`, caption.text);
+    } catch (err) {
+      throw new RowError('write_error', (err as Error).message);
+    }
+    return {
+      row: task.row, id, url: task.url, status: 'ok', error: null, message: null, ...fetched,
+      src_width: img.srcWidth, src_height: img.srcHeight, width: img.width, height: img.height,
+      path: name, caption_source: caption.source, ms: Date.now() - started,
+    };
+  } catch (err) {
+    return failedResult(task, err instanceof RowError ? err : new RowError('decode_error', String(err)), started, fetched);
+  } finally {
+    ctx.limits.releaseBytes(got.heldKiB);
+  }
+}

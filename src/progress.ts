@@ -1,0 +1,118 @@
+import cliProgress from 'cli-progress';
+import pc from 'picocolors';
+import prettyBytes from 'pretty-bytes';
+import type { RowResult } from './process-row.js';
+
+export interface Summary {
+  input: string;
+  out: string;
+  shard: string | null;
+  selected: number;
+  processed: number;
+  ok: number;
+  failed: number;
+  skipped: number;
+  errors: Record<string, number>;
+  bytes_downloaded: number;
+  wall_s: number;
+  images_per_s: number;
+  images_per_s_per_thread: number;
+  threads: number;
+  concurrency: number;
+  interrupted: boolean;
+  manifest: string;
+  metadata: string;
+}
+
+const WINDOW = 500;
+const WARN_RATE = 0.2;
+
+/** Counts of a run, the live bar (TTY) or a periodic line (not a TTY), and the failure-rate warning. */
+export class Progress {
+  ok = 0;
+  failed = 0;
+  bytes = 0;
+  readonly errors: Record<string, number> = {};
+  private readonly started = Date.now();
+  private readonly recent: (string | null)[] = [];
+  private lastWarnAt = -WINDOW;
+  private readonly bar: cliProgress.SingleBar | null;
+  private readonly timer: NodeJS.Timeout | null = null;
+
+  constructor(readonly total: number, private readonly mode: { quiet: boolean; tty: boolean }, private readonly stream: NodeJS.WriteStream = process.stderr) {
+    if (!mode.quiet && mode.tty) {
+      this.bar = new cliProgress.SingleBar({
+        format: '{bar} {value}/{total} | {ips} img/s | {mbps} MB/s | ok {ok} failed {failed} | ETA {eta_formatted}',
+        stream: this.stream, hideCursor: true, etaBuffer: 200, fps: 5,
+      }, cliProgress.Presets.shades_classic);
+      this.bar.start(total, 0, this.payload());
+    } else {
+      this.bar = null;
+      if (!mode.quiet) {
+        this.timer = setInterval(() => this.line(), 5000);
+        this.timer.unref();
+      }
+    }
+  }
+
+  get done(): number { return this.ok + this.failed; }
+  get elapsedS(): number { return (Date.now() - this.started) / 1000; }
+
+  private payload() {
+    const s = Math.max(this.elapsedS, 1e-3);
+    return { ips: (this.done / s).toFixed(1), mbps: (this.bytes / 1e6 / s).toFixed(1), ok: this.ok, failed: this.failed };
+  }
+
+  private line(): void {
+    const p = this.payload();
+    const left = this.total - this.done;
+    const eta = this.done ? Math.round((left * this.elapsedS) / this.done) : NaN;
+    this.stream.write(`pcb: ${this.done}/${this.total} rows | ${p.ips} img/s | ${p.mbps} MB/s | ok ${p.ok} failed ${p.failed}${Number.isFinite(eta) ? ` | ETA ${eta}s` : ''}\n`);
+  }
+
+  add(r: RowResult): void {
+    if (r.status === 'ok') this.ok++;
+    else {
+      this.failed++;
+      if (r.error) this.errors[r.error] = (this.errors[r.error] ?? 0) + 1;
+    }
+    this.bytes += r.bytes;
+    this.recent.push(r.status === 'ok' ? null : r.error);
+    if (this.recent.length > WINDOW) this.recent.shift();
+    this.bar?.update(this.done, this.payload());
+    this.maybeWarn();
+  }
+
+  /** A warning when more than 20 % of the last 500 rows failed, naming the top error codes. */
+  private maybeWarn(): void {
+    if (this.recent.length < WINDOW || this.done - this.lastWarnAt < WINDOW) return;
+    const failures = this.recent.filter((e) => e !== null) as string[];
+    if (failures.length / this.recent.length <= WARN_RATE) return;
+    this.lastWarnAt = this.done;
+    const counts = new Map<string, number>();
+    for (const e of failures) counts.set(e, (counts.get(e) ?? 0) + 1);
+    const top = [...counts].sort((a, b) => b[1] - a[1]).slice(0, 3).map(([e, n]) => `${e} ${n}`).join(', ');
+    const msg = `pcb: warning: ${failures.length} of the last ${this.recent.length} rows failed (${top}); check the URLs, the network or --max-rps`;
+    if (this.bar) this.bar.stop();
+    this.stream.write(pc.yellow(msg) + '\n');
+    if (this.bar) this.bar.start(this.total, this.done, this.payload());
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    if (this.bar) this.bar.stop();
+  }
+}
+
+export function formatSummary(s: Summary): string {
+  const errors = Object.entries(s.errors).sort((a, b) => b[1] - a[1]).map(([e, n]) => `  ${e.padEnd(20)} ${n}`).join('\n');
+  return [
+    `${s.interrupted ? pc.yellow('interrupted') : pc.green('done')}: ${s.processed} rows processed of ${s.selected} selected${s.shard ? ` (shard ${s.shard})` : ''}`,
+    `  ok ${s.ok} · failed ${s.failed} · skipped ${s.skipped} (done before)`,
+    ...(errors ? ['failed by error code:', errors] : []),
+    `  ${s.wall_s.toFixed(1)} s wall · ${s.images_per_s.toFixed(2)} img/s · ${s.images_per_s_per_thread.toFixed(2)} img/s per thread (${s.threads} threads × ${s.concurrency}) · ${prettyBytes(s.bytes_downloaded)} downloaded`,
+    `  images and captions in ${s.out}`,
+    `  manifest ${s.manifest}`,
+    `  metadata ${s.metadata}`,
+  ].join('\n');
+}

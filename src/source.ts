@@ -1,0 +1,159 @@
+import { existsSync, statSync, openSync, readSync, closeSync } from 'node:fs';
+import { DuckDBInstance } from '@duckdb/node-api';
+import type { DuckDBConnection } from '@duckdb/node-api';
+import { FatalError, UsageError } from './errors.js';
+import { ident, literal, duckMessage } from './sql.js';
+import type { Shard } from './options.js';
+import type { RowTask } from './process-row.js';
+
+export interface Column { name: string; type: string }
+
+export async function openDuckDB(threads = 2): Promise<DuckDBConnection> {
+  const db = await DuckDBInstance.create(':memory:', { threads: String(Math.max(1, threads)), memory_limit: '2GB' });
+  return db.connect();
+}
+
+/** Fatal (exit 1) when the input is missing, unreadable or not parquet: checked before DuckDB says it less clearly. */
+export function checkInputFile(input: string): void {
+  if (!existsSync(input)) throw new FatalError(`input ${input} does not exist; pass the path of a .parquet file`);
+  const st = statSync(input);
+  if (!st.isFile()) throw new FatalError(`input ${input} is not a file; pass the path of a .parquet file`);
+  let fd: number;
+  try {
+    fd = openSync(input, 'r');
+  } catch (err) {
+    throw new FatalError(`cannot read input ${input} (${(err as NodeJS.ErrnoException).code}); check its permissions`);
+  }
+  const head = Buffer.alloc(4);
+  const tail = Buffer.alloc(4);
+  try {
+    readSync(fd, head, 0, 4, 0);
+    if (st.size >= 8) readSync(fd, tail, 0, 4, st.size - 4);
+  } finally {
+    closeSync(fd);
+  }
+  if (st.size < 12 || head.toString('latin1') !== 'PAR1' || tail.toString('latin1') !== 'PAR1') {
+    throw new FatalError(`input ${input} is not a parquet file (no PAR1 magic bytes); pcb reads parquet only`);
+  }
+}
+
+/** The input parquet as DuckDB sees it, with its row position (`__row`) and columns. */
+export class Source {
+  private constructor(readonly conn: DuckDBConnection, readonly input: string, readonly columns: Column[]) {}
+
+  static async open(input: string, conn?: DuckDBConnection): Promise<Source> {
+    checkInputFile(input);
+    const c = conn ?? await openDuckDB();
+    try {
+      const r = await c.runAndReadAll(`DESCRIBE SELECT * FROM read_parquet(${literal(input)})`);
+      const columns = r.getRowObjectsJS().map((o) => ({ name: String(o.column_name), type: String(o.column_type) }));
+      return new Source(c, input, columns);
+    } catch (err) {
+      throw new FatalError(`cannot read input ${input} as parquet: ${duckMessage(err)}`);
+    }
+  }
+
+  get scan(): string {
+    return `read_parquet(${literal(this.input)}, file_row_number = true)`;
+  }
+
+  has(name: string): boolean {
+    return this.columns.some((c) => c.name === name);
+  }
+
+  type(name: string): string | undefined {
+    return this.columns.find((c) => c.name === name)?.type;
+  }
+
+  /** Fatal when a required column is absent: names it and the columns that exist. */
+  requireColumn(name: string, option: string): void {
+    if (!this.has(name)) {
+      throw new FatalError(`column '${name}' (${option}) is not in ${this.input}; its columns are: ${this.columns.map((c) => c.name).join(', ')}`);
+    }
+  }
+
+  /** A --where DuckDB rejects is a usage error, found before any output exists. */
+  async checkWhere(where: string | null): Promise<void> {
+    if (!where) return;
+    try {
+      await this.conn.run(`EXPLAIN SELECT * FROM ${this.scan} WHERE (${where})`);
+    } catch (err) {
+      throw new UsageError(`--where ${JSON.stringify(where)} is not a valid DuckDB filter on this input: ${duckMessage(err)}`);
+    }
+  }
+}
+
+export interface Plan {
+  urlColumn: string;
+  idColumn: string;
+  captionColumn: string | null;
+  fallbackColumn: string | null;
+  where: string | null;
+  shard: Shard | null;
+  limit: number | null;
+  /** A table of `row` values to leave out (already done), or null to take every row. */
+  doneTable: string | null;
+}
+
+/** Text of a caption column: lists joined with ", ", anything else cast to text. */
+function textExpr(source: Source, col: string | null): string {
+  if (!col) return 'NULL::VARCHAR';
+  const t = source.type(col) ?? '';
+  if (/\[\]$|^LIST|^STRUCT/i.test(t) || t.endsWith(']')) return `array_to_string(${ident(col)}, ', ')`;
+  return `CAST(${ident(col)} AS VARCHAR)`;
+}
+
+function numberExpr(source: Source, col: string): string {
+  return source.has(col) ? `TRY_CAST(${ident(col)} AS DOUBLE)` : 'NULL::DOUBLE';
+}
+
+/** The rows of the plan, in input order: where → shard → limit, then minus the done set. */
+export function selectedRowsSql(source: Source, plan: Plan): string {
+  const filters = [plan.where ? `(${plan.where})` : 'TRUE'];
+  if (plan.shard && plan.shard.count > 1) filters.push(shardPredicate(ident(plan.idColumn), plan.shard));
+  return `SELECT file_row_number AS __row, * FROM ${source.scan} WHERE ${filters.join(' AND ')}
+    ORDER BY file_row_number ${plan.limit !== null ? `LIMIT ${plan.limit}` : ''}`;
+}
+
+/** Stable partition by id: the same id always lands in the same shard, whatever the row order. */
+export function shardPredicate(idExpr: string, shard: Shard): string {
+  return `(hash(CAST(${idExpr} AS VARCHAR)) % ${shard.count}) = ${shard.index}`;
+}
+
+export function taskSql(source: Source, plan: Plan): string {
+  return `WITH sel AS (${selectedRowsSql(source, plan)}),
+  numbered AS (
+    SELECT CAST(__row AS DOUBLE) AS row, CAST(${ident(plan.idColumn)} AS VARCHAR) AS id, CAST(${ident(plan.urlColumn)} AS VARCHAR) AS url,
+      ${textExpr(source, plan.captionColumn)} AS caption, ${textExpr(source, plan.fallbackColumn)} AS fallback,
+      ${numberExpr(source, 'width')} AS src_width, ${numberExpr(source, 'height')} AS src_height,
+      CAST(row_number() OVER (PARTITION BY CAST(${ident(plan.idColumn)} AS VARCHAR) ORDER BY __row) AS DOUBLE) AS occurrence
+    FROM sel)
+  SELECT * FROM numbered ${plan.doneTable ? `WHERE NOT EXISTS (SELECT 1 FROM ${plan.doneTable} d WHERE d.row = numbered.row)` : ''} ORDER BY row`;
+}
+
+export interface TaskRow extends RowTask { occurrence: number }
+
+/** Streams the plan's rows, about `chunkSize` at a time; DuckDB holds the rest. */
+export async function* streamTasks(source: Source, plan: Plan, chunkSize: number): AsyncGenerator<TaskRow[]> {
+  const result = await source.conn.stream(taskSql(source, plan));
+  let batch: TaskRow[] = [];
+  for (;;) {
+    const chunk = await result.fetchChunk();
+    if (!chunk || chunk.rowCount === 0) break;
+    for (const r of chunk.getRowObjects(result.columnNames())) {
+      batch.push({
+        row: Number(r.row), id: r.id === null ? null : String(r.id), url: r.url === null ? null : String(r.url),
+        caption: r.caption === null ? null : String(r.caption), fallback: r.fallback === null ? null : String(r.fallback),
+        srcWidth: r.src_width === null ? null : Number(r.src_width), srcHeight: r.src_height === null ? null : Number(r.src_height),
+        occurrence: Number(r.occurrence),
+      });
+    }
+    if (batch.length >= chunkSize) { yield batch; batch = []; }
+  }
+  if (batch.length) yield batch;
+}
+
+export async function countRows(source: Source, sql: string): Promise<number> {
+  const r = await source.conn.runAndReadAll(`SELECT count(*)::DOUBLE AS n FROM (${sql})`);
+  return Number(r.getRowObjectsJS()[0].n);
+}

@@ -1,0 +1,27 @@
+import { workerData } from 'node:worker_threads';
+import sharp from 'sharp';
+import { createAgent } from '../download.js';
+import { processRow } from '../process-row.js';
+import type { RowContext, RowResult, RowTask } from '../process-row.js';
+import { SharedLimits } from '../shared-limits.js';
+import type { WorkerConfig } from '../pool.js';
+
+// Parallelism comes from many images in flight, one libvips thread each; no cache of decoded images.
+sharp.concurrency(1);
+sharp.cache(false);
+
+const config = workerData as WorkerConfig;
+const ctx: RowContext = {
+  out: config.out,
+  tmpDir: config.tmpDir,
+  resize: config.resize,
+  policy: config.policy,
+  cdnResize: config.cdnResize,
+  cdnHosts: config.cdnHosts,
+  agent: createAgent(config.policy, config.concurrency),
+  limits: new SharedLimits(config.limits),
+};
+
+export default function fetchResize(task: RowTask): Promise<RowResult> {
+  return processRow(task, ctx);
+}
