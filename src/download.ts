@@ -116,6 +116,8 @@ async function attemptOnce(url: URL, policy: DownloadPolicy, agent: Dispatcher, 
         headers: { 'user-agent': policy.userAgent, accept: 'image/avif,image/webp,image/*,*/*;q=0.8' },
         signal,
       });
+      // A body we abandon (opt-out, too large) may still report the abort later: never let that crash the worker.
+      res.body.on('error', () => undefined);
       const status = res.statusCode;
       if (status >= 300 && status < 400 && res.headers.location) {
         await res.body.dump();

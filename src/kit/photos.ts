@@ -38,7 +38,8 @@ export async function makePhoto(seed: number, width: number, height: number, qua
   // Texture at the 8 px scale (foliage, fabric) on the colour fields, then softened like a lens would.
   for (let i = 0; i < fields.length; i++) fields[i] = Math.max(0, Math.min(255, fields[i] + Math.floor((rand() - 0.5) * 70)));
   const small = await sharp(fields, { raw }).blur(0.8).raw().toBuffer();
-  const grainTile = await sharp(noise(509, 509, 3, rand, grain, 128 - grain / 2), { raw: { width: 509, height: 509, channels: 3 } }).png().toBuffer();
+  const t = Math.min(509, width, height);
+  const grainTile = await sharp(noise(t, t, 3, rand, grain, 128 - grain / 2), { raw: { width: t, height: t, channels: 3 } }).png().toBuffer();
   return sharp(small, { raw })
     .resize(width, height, { kernel: 'cubic', fit: 'fill' })
     .composite([{ input: grainTile, tile: true, blend: 'overlay' }])

@@ -8,6 +8,7 @@ export interface LoggedRequest { method: string; path: string; userAgent: string
  * The offline kit's loopback image server (127.0.0.1, ephemeral port). Serves registered images from
  * memory and injects faults by path, so tests, demo and bench never leave the machine:
  *   /img/<name>                      the image
+ *   /delay/<ms>/<name>               the image after a pause
  *   /status/<code>[?retry-after=s]   that HTTP status
  *   /flaky/<key>/<n>/<code>/<name>   <code> for the first n requests of <key>, then the image
  *   /slow-headers                    never answers
@@ -29,6 +30,9 @@ export class KitServer {
   private readonly flaky = new Map<string, number>();
   private readonly renditions = new Map<string, Buffer>();
   private server: http.Server | null = null;
+  private active = 0;
+  /** The most requests this server had open at once. */
+  maxConcurrent = 0;
   port = 0;
   /** CPU time this process spent serving (µs), for the bench to discount. */
   private cpuAtStart: NodeJS.CpuUsage = process.cpuUsage();
@@ -82,11 +86,18 @@ export class KitServer {
 
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const u = new URL(req.url ?? '/', this.base);
+    this.active++;
+    this.maxConcurrent = Math.max(this.maxConcurrent, this.active);
+    res.on('close', () => { this.active--; });
     this.requests.push({ method: req.method ?? 'GET', path: u.pathname + u.search, userAgent: String(req.headers['user-agent'] ?? ''), at: Date.now() });
     const parts = u.pathname.split('/').filter(Boolean);
     const rest = (from: number) => parts.slice(from).join('/');
     switch (parts[0]) {
       case 'img': return this.sendImage(res, rest(1));
+      case 'delay': {
+        await new Promise((r) => setTimeout(r, Number(parts[1])));
+        return this.sendImage(res, rest(2));
+      }
       case 'status': {
         const headers: Record<string, string> = { 'content-type': 'text/plain' };
         const ra = u.searchParams.get('retry-after');

@@ -1,0 +1,210 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { existsSync, readdirSync } from 'node:fs';
+import path from 'node:path';
+import zlib from 'node:zlib';
+import sharp from 'sharp';
+import { readParquet, runPcb, smallKit, tmpDir } from './helpers.js';
+import { datasetRow, writeParquet, DATASET_COLUMNS } from '../src/kit/dataset.js';
+import type { KitServer } from '../src/kit/server.js';
+import type { KitPhoto } from '../src/kit/photos.js';
+
+const TEXT_IDS = { ...DATASET_COLUMNS, id: 'VARCHAR' };
+let server: KitServer;
+let photos: KitPhoto[];
+
+function hugePng(): Buffer {
+  const chunk = (type: string, data: Buffer) => {
+    const len = Buffer.alloc(4); len.writeUInt32BE(data.length);
+    const td = Buffer.concat([Buffer.from(type, 'latin1'), data]);
+    const crc = Buffer.alloc(4); crc.writeUInt32BE(zlib.crc32(td) >>> 0);
+    return Buffer.concat([len, td, crc]);
+  };
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(20000, 0); ihdr.writeUInt32BE(20000, 4); ihdr[8] = 8; ihdr[9] = 2;
+  return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk('IHDR', ihdr),
+    chunk('IDAT', zlib.deflateSync(Buffer.alloc(1 << 20))), chunk('IEND', Buffer.alloc(0))]);
+}
+
+beforeAll(async () => {
+  ({ server, photos } = await smallKit(12));
+  server.put('huge.png', hugePng(), 'image/png');
+  server.put('tiny.jpg', await sharp({ create: { width: 40, height: 40, channels: 3, background: '#888' } }).jpeg().toBuffer());
+  server.put('cmyk.jpg', await sharp(photos[0].data).toColourspace('cmyk').jpeg().toBuffer());
+  server.put('alpha.png', await sharp({ create: { width: 300, height: 300, channels: 4, background: { r: 0, g: 0, b: 0, alpha: 0 } } }).png().toBuffer(), 'image/png');
+});
+afterAll(async () => { await server?.stop(); });
+
+/** Every file in --out outside .pcb/: exactly images + captions of ok rows, and the two records. */
+function visibleFiles(out: string): string[] {
+  return readdirSync(out).filter((f) => f !== '.pcb').sort();
+}
+
+describe('a parquet mixing every failure the web has', () => {
+  it('settles every row with the right code, files for exactly the ok rows, nothing stray', async () => {
+    const img = (i: number) => photos[i % photos.length].name;
+    const cases: [string | null, string | null, string][] = [
+      // [url path or absolute url, id override, expected error or 'ok']
+      ...Array.from({ length: 10 }, (_, i): [string, null, string] => [`/img/${img(i)}`, null, 'ok']),
+      ['/status/404', null, 'http_status'],
+      [`/flaky/mixed503/2/503/${img(1)}`, null, 'ok'],
+      ['/status/500', null, 'http_status'],
+      ['/slow-headers', null, 'timeout'],
+      [`/stall/${img(2)}`, null, 'timeout'],
+      ['/drip', null, 'timeout'],
+      [`/redirect/3/${img(3)}`, null, 'ok'],
+      [`/redirect/5/${img(3)}`, null, 'ok'],
+      [`/redirect/6/${img(3)}`, null, 'too_many_redirects'],
+      ['/loop', null, 'too_many_redirects'],
+      ['/html', null, 'not_an_image'],
+      ['/empty', null, 'not_an_image'],
+      [`/as-html/${img(4)}`, null, 'ok'],
+      [`/truncated/${img(5)}`, null, 'decode_error'],
+      ['/big-chunked', null, 'too_large'],
+      ['/big-declared', null, 'too_large'],
+      [`/optout/noai/${img(6)}`, null, 'opted_out'],
+      [`/optout/${encodeURIComponent('pcb: noimageai')}/${img(6)}`, null, 'opted_out'],
+      [`/optout/noindex/${img(6)}`, null, 'ok'],
+      ['/reset', null, 'network'],
+      [null, null, 'missing_url'],
+      ['file:///etc/passwd', null, 'bad_url'],
+      ['not a url', null, 'bad_url'],
+      ['ftp://127.0.0.1/a.jpg', null, 'bad_url'],
+      [`/redirect-to?url=${encodeURIComponent('file:///etc/passwd')}`, null, 'bad_url'],
+      [`/img/${img(7)}`, '../evil', 'bad_id'],
+      [`/img/${img(7)}`, '', 'bad_id'],
+      [`/img/${img(7)}`, 'a/b', 'bad_id'],
+      [`/img/${img(7)}`, '..', 'bad_id'],
+      [`/img/${img(7)}`, 'x'.repeat(201), 'bad_id'],
+      [`/img/${img(8)}`, 'photo-0', 'duplicate_id'],
+      ['/img/huge.png', null, 'pixel_limit'],
+      ['/img/tiny.jpg', null, 'too_small'],
+      ['/img/cmyk.jpg', null, 'ok'],
+      ['/img/alpha.png', null, 'ok'],
+      ['/img/missing.jpg', null, 'http_status'],
+      [`/img/${img(9)}`, '.hidden-ok', 'ok'],
+    ];
+    const rows = cases.map(([u, id, _], i) => datasetRow(i, u === null ? null as unknown as string : u.startsWith('/') ? server.url(u) : u, 640, 480,
+      { id: id ?? `photo-${i}`, cogvlm_caption: i === 2 ? null : `caption ${i}` }));
+    const dir = tmpDir();
+    const input = path.join(dir, 'mixed.parquet');
+    await writeParquet(input, rows, TEXT_IDS);
+    const out = path.join(dir, 'out');
+    const started = Date.now();
+    const r = await runPcb(['download', input, '--out', out, '--allow-private-network', '--timeout', '2', '--retries', '2', '--backoff', '0.05',
+      '--max-bytes', '5000000', '--resolution', '256', '--threads', '2', '--quiet', '--json']);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(Date.now() - started).toBeLessThan(120_000);
+    const summary = JSON.parse(r.stdout);
+    const manifest = await readParquet(path.join(out, 'manifest.parquet'));
+    expect(manifest.length).toBe(cases.length);
+    expect(summary.processed).toBe(cases.length);
+    const byRow = new Map(manifest.map((m) => [m.row as number, m]));
+    cases.forEach(([, , expected], i) => {
+      const m = byRow.get(i)!;
+      expect({ row: i, outcome: m.status === 'ok' ? 'ok' : m.error }).toEqual({ row: i, outcome: expected });
+    });
+    // Retries: 2 failures then success = 3 requests; a 500 with --retries 2 = 3 requests; a 404 is never retried.
+    expect(byRow.get(11)!.attempts).toBe(3);
+    expect(byRow.get(12)!.attempts).toBe(3);
+    expect(byRow.get(10)!.attempts).toBe(1);
+    expect(byRow.get(10)!.http_status).toBe(404);
+    expect(server.count((p) => p === '/status/404')).toBe(1);
+    // No request for refused rows: the ftp/file urls never reached the server.
+    expect(server.count((p) => p.includes('evil'))).toBe(0);
+    // The first occurrence of a duplicate id wins; the captions follow the fallback rule.
+    expect(byRow.get(0)!.status).toBe('ok');
+    expect(byRow.get(2)!.caption_source).toBe('fallback');
+    const okRows = manifest.filter((m) => m.status === 'ok');
+    const expectedFiles = okRows.flatMap((m) => [m.path as string, `${m.id}.txt`]).concat(['manifest.parquet', 'metadata.parquet']).sort();
+    expect(visibleFiles(out)).toEqual(expectedFiles);
+    expect(readdirSync(path.join(out, '.pcb')).filter((f) => f.startsWith('tmp'))).toEqual([]);
+    for (const m of okRows) {
+      const meta = await sharp(path.join(out, m.path as string)).metadata();
+      expect([meta.width, meta.height, meta.channels]).toEqual([m.width, m.height, 3]);
+    }
+    // Nothing written outside --out.
+    expect(existsSync(path.join(dir, 'evil.png'))).toBe(false);
+    expect(readdirSync(dir).sort()).toEqual(['mixed.parquet', 'out']);
+  });
+});
+
+describe('politeness and deadlines', () => {
+  it('honours Retry-After: a 429 with Retry-After: 2 is retried no sooner than 2 s later', async () => {
+    const dir = tmpDir();
+    const input = path.join(dir, 'in.parquet');
+    await writeParquet(input, [datasetRow(0, server.url(`/flaky/ra/1/429/${photos[0].name}?retry-after=2`), 640, 480)]);
+    const r = await runPcb(['download', input, '--out', path.join(dir, 'out'), '--allow-private-network', '--backoff', '0.01', '--quiet', '--json', '--resolution', '256']);
+    expect(r.code).toBe(0);
+    const hits = server.requests.filter((q) => q.path.startsWith('/flaky/ra/'));
+    expect(hits.length).toBe(2);
+    expect(hits[1].at - hits[0].at).toBeGreaterThanOrEqual(1990);
+    const [m] = await readParquet(path.join(dir, 'out', 'manifest.parquet'));
+    expect([m.status, m.attempts]).toEqual(['ok', 2]);
+  });
+
+  it('cuts a dripping server off at the deadline and ends the run', async () => {
+    const dir = tmpDir();
+    const input = path.join(dir, 'in.parquet');
+    await writeParquet(input, [datasetRow(0, server.url('/drip'), 640, 480), datasetRow(1, server.url(`/stall/${photos[0].name}`), 640, 480)]);
+    const started = Date.now();
+    const r = await runPcb(['download', input, '--out', path.join(dir, 'out'), '--allow-private-network', '--timeout', '1.5', '--retries', '0', '--quiet', '--json']);
+    expect(r.code).toBe(0);
+    expect(Date.now() - started).toBeLessThan(15_000);
+    const ms = await readParquet(path.join(dir, 'out', 'manifest.parquet'));
+    for (const m of ms) {
+      expect(m.error).toBe('timeout');
+      expect(m.ms as number).toBeLessThan(3000);
+    }
+  });
+
+  it('refuses loopback and private addresses unless allowed, before any request, names included', async () => {
+    const dir = tmpDir();
+    const input = path.join(dir, 'in.parquet');
+    const before = server.requests.length;
+    await writeParquet(input, [
+      datasetRow(0, server.url(`/img/${photos[0].name}`), 640, 480),
+      datasetRow(1, `http://localhost:${server.port}/img/${photos[0].name}`, 640, 480),
+      datasetRow(2, `http://[::1]:${server.port}/img/x.jpg`, 640, 480),
+      datasetRow(3, 'http://10.1.2.3/img.jpg', 640, 480),
+      datasetRow(4, 'http://169.254.169.254/latest/meta-data', 640, 480),
+    ]);
+    const r = await runPcb(['download', input, '--out', path.join(dir, 'out'), '--quiet', '--json']);
+    expect(r.code).toBe(0);
+    const ms = await readParquet(path.join(dir, 'out', 'manifest.parquet'));
+    expect(ms.map((m) => m.error)).toEqual(Array(5).fill('blocked_address'));
+    expect(server.requests.length).toBe(before);
+    const allowed = await runPcb(['download', input, '--out', path.join(dir, 'out2'), '--allow-private-network', '--quiet', '--json', '--limit', '2', '--resolution', '256']);
+    expect(JSON.parse(allowed.stdout).ok).toBe(2);
+  });
+
+  it('caps connections per host across the pool, rate-limits globally and sends the user agent', async () => {
+    const dir = tmpDir();
+    const input = path.join(dir, 'in.parquet');
+    await writeParquet(input, Array.from({ length: 16 }, (_, i) => datasetRow(i, server.url(`/delay/300/${photos[i % photos.length].name}?r=${i}`), 640, 480)));
+    server.maxConcurrent = 0;
+    const r = await runPcb(['download', input, '--out', path.join(dir, 'out'), '--allow-private-network', '--threads', '2', '--concurrency', '8',
+      '--max-host-connections', '3', '--user-agent', 'pcb-test-agent/1.0', '--quiet', '--json', '--resolution', '256']);
+    expect(JSON.parse(r.stdout).ok).toBe(16);
+    expect(server.maxConcurrent).toBeLessThanOrEqual(3);
+    expect(server.requests.filter((q) => q.path.startsWith('/delay/300/')).every((q) => q.userAgent === 'pcb-test-agent/1.0')).toBe(true);
+
+    const input2 = path.join(dir, 'in2.parquet');
+    await writeParquet(input2, Array.from({ length: 20 }, (_, i) => datasetRow(i, server.url(`/img/${photos[i % photos.length].name}?rps=${i}`), 640, 480)));
+    const r2 = await runPcb(['download', input2, '--out', path.join(dir, 'out2'), '--allow-private-network', '--threads', '2', '--max-rps', '10', '--quiet', '--json', '--resolution', '256']);
+    expect(JSON.parse(r2.stdout).ok).toBe(20);
+    const times = server.requests.filter((q) => q.path.includes('?rps=')).map((q) => q.at).sort((a, b) => a - b);
+    // 10/s with a one-second burst: 20 requests need at least ~1 s.
+    expect(times[times.length - 1] - times[0]).toBeGreaterThanOrEqual(850);
+    expect(server.requests.find((q) => q.path.includes('?rps='))!.userAgent).toMatch(/^pcb\/\d+\.\d+\.\d+ \(\+https?:\/\//);
+  });
+
+  it('warns when more than 20 % of the last 500 rows failed, naming the codes', async () => {
+    const dir = tmpDir();
+    const input = path.join(dir, 'in.parquet');
+    await writeParquet(input, Array.from({ length: 520 }, (_, i) => datasetRow(i, server.url(`/status/404?n=${i}`), 640, 480)));
+    const r = await runPcb(['download', input, '--out', path.join(dir, 'out'), '--allow-private-network', '--threads', '2']);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(/warning: \d+ of the last 500 rows failed \(http_status \d+\)/);
+  });
+});
