@@ -20,6 +20,8 @@ export interface Summary {
   threads: number;
   concurrency: number;
   interrupted: boolean;
+  /** Seconds from start to the first row handed to the pool (planning time, resume included). */
+  first_dispatch_s: number | null;
   manifest: string;
   metadata: string;
 }

@@ -50,6 +50,7 @@ export interface RunHooks {
 
 /** `pcb download`: plan in DuckDB, dispatch to the pool, log every settled row, rebuild the records. */
 export async function runDownload(o: DownloadOptions, hooks: RunHooks = {}): Promise<Summary> {
+  const started = Date.now();
   const source = await Source.open(o.input);
   source.requireColumn(o.urlColumn, '--url-column');
   source.requireColumn(o.idColumn, '--id-column');
@@ -99,6 +100,7 @@ export async function runDownload(o: DownloadOptions, hooks: RunHooks = {}): Pro
   }) : null;
 
   let stopping = false;
+  let firstDispatchS: number | null = null;
   hooks.onStart?.((hard) => {
     stopping = true;
     if (hard) { log.close(); progress.stop(); }
@@ -112,6 +114,7 @@ export async function runDownload(o: DownloadOptions, hooks: RunHooks = {}): Pro
           settle(failedResult(task, new RowError('duplicate_id', `id ${task.id} already appears in an earlier row`), Date.now()));
           continue;
         }
+        firstDispatchS ??= (Date.now() - started) / 1000;
         await pool!.submit(task);
       }
     }
@@ -144,7 +147,7 @@ export async function runDownload(o: DownloadOptions, hooks: RunHooks = {}): Pro
     selected, processed, ok: progress.ok, failed: progress.failed, skipped: selected - todo, errors: progress.errors,
     bytes_downloaded: progress.bytes, wall_s: wall, images_per_s: processed / Math.max(wall, 1e-3),
     images_per_s_per_thread: processed / Math.max(wall, 1e-3) / o.threads, threads: o.threads, concurrency: o.concurrency,
-    interrupted: stopping, manifest: dest.manifest, metadata: dest.metadata,
+    interrupted: stopping, manifest: dest.manifest, metadata: dest.metadata, first_dispatch_s: firstDispatchS,
   };
 }
 
