@@ -42,3 +42,28 @@ export function datasetRow(i: number, url: string, w: number, h: number, over: D
     ...over,
   };
 }
+
+/**
+ * A parquet of n rows in the dataset's shape, made inside DuckDB (seconds for the full 567,000):
+ * every 10th caption null, every 4th tags empty, Pexels-like sizes. URLs point at `urlBase`.
+ */
+export async function writeSyntheticDataset(file: string, n: number, urlBase = 'http://127.0.0.1:9'): Promise<void> {
+  const db = await DuckDBInstance.create(':memory:');
+  const conn = await db.connect();
+  try {
+    const tmp = `${file}.${process.pid}.tmp`;
+    await conn.run(`COPY (SELECT (1000000 + i)::BIGINT AS id,
+        ${literal(urlBase)} || '/img/photo-' || (i % 100) || '.jpg' AS url,
+        'Photo ' || i AS title,
+        CASE WHEN i % 4 = 0 THEN '' ELSE 'tag' || (i % 7) || ', tag' || (i % 11) END AS tags,
+        CASE WHEN i % 10 = 0 THEN NULL ELSE 'The image shows scene number ' || i || '.' END AS cogvlm_caption,
+        (CASE i % 3 WHEN 0 THEN 6000 WHEN 1 THEN 4000 ELSE 5472 END)::BIGINT AS width,
+        (CASE i % 3 WHEN 0 THEN 4000 WHEN 1 THEN 6000 ELSE 3648 END)::BIGINT AS height,
+        round(width / height, 3) AS aspect_ratio, 'class' || (i % 5) AS class_label, 'photo' AS type,
+        'slug-' || i AS slug, 'Description ' || i AS description, 'Alt ' || i AS alt
+      FROM range(${Math.floor(n)}) t(i)) TO ${literal(tmp)} (FORMAT parquet)`);
+    renameSync(tmp, file);
+  } finally {
+    conn.closeSync();
+  }
+}

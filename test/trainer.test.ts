@@ -1,0 +1,132 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import sharp from 'sharp';
+import { readParquet, runPcb, smallKit, tmpDir } from './helpers.js';
+import { datasetRow, writeParquet, writeSyntheticDataset } from '../src/kit/dataset.js';
+import { photoSet } from '../src/kit/photos.js';
+import type { KitServer } from '../src/kit/server.js';
+import type { KitPhoto } from '../src/kit/photos.js';
+
+let server: KitServer;
+let photos: KitPhoto[];
+const SIZES: [number, number][] = [[1600, 1200], [1200, 1600], [1500, 1500], [2400, 800], [900, 1350]];
+beforeAll(async () => {
+  ({ server, photos } = await smallKit(0));
+  for (const s of SIZES) {
+    const [p] = await photoSet(1, s, 85);
+    photos.push(p);
+    server.put(p.name, p.data);
+  }
+});
+afterAll(async () => { await server?.stop(); });
+
+async function input(dir: string, pathFor: (p: KitPhoto) => string): Promise<string> {
+  const file = path.join(dir, 'in.parquet');
+  await writeParquet(file, photos.map((p, i) => datasetRow(i, server.url(pathFor(p)), p.width, p.height)));
+  return file;
+}
+
+describe('fit the trainer', () => {
+  it('--resize area: sides multiples of 64, area near the target, aspect kept; metadata carries true sizes; config matches', async () => {
+    const dir = tmpDir();
+    const out = path.join(dir, 'train');
+    const r = await runPcb(['download', await input(dir, (p) => `/img/${p.name}`), '--out', out, '--resize', 'area', '--resolution', '1.0',
+      '--allow-private-network', '--quiet', '--json']);
+    expect(JSON.parse(r.stdout).ok).toBe(SIZES.length);
+    const metadata = await readParquet(path.join(out, 'metadata.parquet'), 'file_name');
+    expect(metadata.length).toBe(SIZES.length);
+    for (const m of metadata) {
+      const meta = await sharp(path.join(out, m.file_name as string)).metadata();
+      expect([meta.width, meta.height]).toEqual([m.width, m.height]);
+      const w = m.width as number;
+      const h = m.height as number;
+      expect(w % 64).toBe(0);
+      expect(h % 64).toBe(0);
+      expect(Math.abs(w * h - 1e6) / 1e6).toBeLessThan(0.1);
+      const aspect = (m.original_width as number) / (m.original_height as number);
+      expect(Math.abs(w / h - aspect) / aspect).toBeLessThan(0.05);
+      for (const col of ['id', 'url', 'title', 'tags', 'cogvlm_caption', 'aspect_ratio', 'class_label', 'type', 'slug', 'description', 'alt']) expect(m).toHaveProperty(col);
+    }
+    const cfg = await runPcb(['config', '--out', out]);
+    expect(cfg.code).toBe(0);
+    const entry = JSON.parse(cfg.stdout);
+    expect(entry).toMatchObject({
+      id: 'train', type: 'local', instance_data_dir: out, crop: true, crop_aspect: 'square', crop_style: 'center',
+      resolution: 1, resolution_type: 'area', caption_strategy: 'parquet', metadata_backend: 'parquet',
+      parquet: { path: path.join(out, 'metadata.parquet'), caption_column: 'cogvlm_caption', fallback_caption_column: 'tags', filename_column: 'id', width_column: 'width', height_column: 'height' },
+    });
+    for (const k of ['minimum_image_size', 'maximum_image_size', 'target_downsample_size', 'cache_dir_vae']) expect(entry).toHaveProperty(k);
+    expect(path.isAbsolute(entry.cache_dir_vae)).toBe(true);
+    const text = JSON.parse((await runPcb(['config', '--out', out, '--caption-strategy', 'textfile', '--id', 'pcb'])).stdout);
+    expect(text).toMatchObject({ id: 'pcb', caption_strategy: 'textfile' });
+    expect(text.parquet).toBeUndefined();
+    const missing = await runPcb(['config', '--out', path.join(dir, 'nothing-here')]);
+    expect(missing.code).toBe(1);
+  });
+
+  it('--resize none with the source format keeps the bytes exactly', async () => {
+    const dir = tmpDir();
+    const out = path.join(dir, 'out');
+    await runPcb(['download', await input(dir, (p) => `/img/${p.name}`), '--out', out, '--resize', 'none', '--format', 'jpeg', '--allow-private-network', '--quiet']);
+    const metadata = await readParquet(path.join(out, 'metadata.parquet'), 'file_name');
+    expect(metadata.length).toBe(SIZES.length);
+    for (const m of metadata) {
+      const src = photos.find((p) => m.url === server.url(`/img/${p.name}`))!;
+      expect(Buffer.compare(readFileSync(path.join(out, m.file_name as string)), src.data)).toBe(0);
+      expect([m.width, m.height]).toEqual([src.width, src.height]);
+    }
+  });
+
+  it('--cdn-resize imgix asks for a covering rendition with fit=max, downloads less, and falls back when it is too small', async () => {
+    const dir = tmpDir();
+    const plain = path.join(dir, 'plain');
+    const small = path.join(dir, 'small');
+    const common = ['--resolution', '256', '--allow-private-network', '--quiet', '--json'];
+    const base = JSON.parse((await runPcb(['download', await input(dir, (p) => `/imgix/${p.name}?auto=compress&cs=tinysrgb`), '--out', plain, ...common])).stdout);
+    const before = server.requests.length;
+    const viaCdn = JSON.parse((await runPcb(['download', path.join(dir, 'in.parquet'), '--out', small, '--cdn-resize', 'imgix', '--cdn-resize-host', '127.0.0.1', ...common])).stdout);
+    expect(viaCdn.ok).toBe(SIZES.length);
+    expect(viaCdn.bytes_downloaded).toBeLessThan(base.bytes_downloaded / 4);
+    const asked = server.requests.slice(before).map((q) => new URL(q.path, 'http://x'));
+    for (const u of asked) {
+      expect(u.searchParams.get('fit')).toBe('max');
+      expect(u.searchParams.get('auto')).toBeNull();
+      expect(Number(u.searchParams.get('w'))).toBeGreaterThan(0);
+    }
+    const a = await readParquet(path.join(plain, 'manifest.parquet'));
+    const b = await readParquet(path.join(small, 'manifest.parquet'));
+    expect(b.map((m) => [m.width, m.height])).toEqual(a.map((m) => [m.width, m.height]));
+
+    const fb = path.join(dir, 'fallback');
+    const before2 = server.requests.length;
+    await runPcb(['download', await input(dir, (p) => `/imgix-small/${p.name}`), '--out', fb, '--cdn-resize', 'imgix', '--cdn-resize-host', '127.0.0.1', ...common]);
+    const m = await readParquet(path.join(fb, 'manifest.parquet'));
+    expect(m.map((x) => [x.width, x.height])).toEqual(a.map((x) => [x.width, x.height]));
+    expect(m.every((x) => x.attempts === 2)).toBe(true);
+    const paths = server.requests.slice(before2).map((q) => q.path);
+    expect(paths.filter((p) => p.includes('w=')).length).toBe(SIZES.length);
+    expect(paths.filter((p) => !p.includes('w=')).length).toBe(SIZES.length);
+  });
+
+  it('pcb inspect on 567,000 rows: counts, coverage, histograms, estimate', async () => {
+    const dir = tmpDir();
+    const file = path.join(dir, 'pcb.parquet');
+    await writeSyntheticDataset(file, 567_000);
+    const r = await runPcb(['inspect', file, '--json', '--where', 'width > height']);
+    expect(r.code).toBe(0);
+    const rep = JSON.parse(r.stdout);
+    expect(rep.rows).toBe(567_000);
+    expect(rep.coverage.caption).toBeCloseTo(0.9, 3);
+    expect(rep.coverage.fallback).toBeCloseTo(0.75, 3);
+    expect(rep.coverage.any).toBeCloseTo(0.95, 3); // both missing when i % 20 == 0
+    expect(rep.rows_kept).toBe(378_000);
+    expect(rep.width_histogram.length).toBeGreaterThan(0);
+    expect(rep.estimate.output_bytes).toBeGreaterThan(0);
+    expect(rep.estimate.download_bytes).toBeGreaterThan(rep.estimate.output_bytes);
+    const human = await runPcb(['inspect', file]);
+    expect(human.stdout).toMatch(/567000 rows/);
+    expect(human.stdout).toMatch(/estimate/);
+    expect(human.stdout).toMatch(/█/);
+  });
+});
