@@ -1,5 +1,5 @@
-import type { ResizeMode, Size } from './resize.js';
-import { targetSize } from './resize.js';
+import type { ResizeMode, Size } from './target-size.js';
+import { targetSize } from './target-size.js';
 
 export type CdnResize = 'none' | 'imgix';
 /** Pexels serves its photos through imgix from this host. */

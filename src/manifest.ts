@@ -1,7 +1,7 @@
 import { closeSync, existsSync, fsyncSync, openSync, readdirSync, writeSync, renameSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import type { DuckDBConnection } from '@duckdb/node-api';
-import type { RowResult } from './process-row.js';
+import type { RowResult } from './result.js';
 import type { Shard } from './options.js';
 import { ident, literal } from './sql.js';
 

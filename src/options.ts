@@ -1,6 +1,6 @@
 import os from 'node:os';
 import { InvalidArgumentError } from 'commander';
-import type { OutputFormat, ResizeMode } from './resize.js';
+import type { OutputFormat, ResizeMode } from './target-size.js';
 import type { CdnResize } from './cdn.js';
 import { DEFAULT_IMGIX_HOSTS } from './cdn.js';
 import { UsageError } from './errors.js';

@@ -4,7 +4,7 @@ import type { DownloadPolicy } from './download.js';
 import type { ResizeOptions } from './resize.js';
 import type { CdnResize } from './cdn.js';
 import type { SharedLimitsInit } from './shared-limits.js';
-import type { RowResult, RowTask } from './process-row.js';
+import type { RowResult, RowTask } from './result.js';
 
 /** Everything a worker needs, sent once when the pool starts. */
 export interface WorkerConfig {

@@ -1,7 +1,7 @@
 import cliProgress from 'cli-progress';
 import pc from 'picocolors';
 import prettyBytes from 'pretty-bytes';
-import type { RowResult } from './process-row.js';
+import type { RowResult } from './result.js';
 
 export interface Summary {
   input: string;
@@ -22,6 +22,9 @@ export interface Summary {
   interrupted: boolean;
   /** Seconds from start to the first row handed to the pool (planning time, resume included). */
   first_dispatch_s: number | null;
+  /** CPU seconds (user + system) of the whole process: main thread, workers, libuv pool. */
+  cpu_s: number;
+  peak_rss_bytes: number;
   manifest: string;
   metadata: string;
 }

@@ -12,8 +12,8 @@ import { createSharedBuffer } from './shared-limits.js';
 import { Progress } from './progress.js';
 import type { Summary } from './progress.js';
 import { checkId } from './row.js';
-import { failedResult } from './process-row.js';
-import type { RowResult } from './process-row.js';
+import { failedResult } from './result.js';
+import type { RowResult } from './result.js';
 
 /** What a run leaves in `.pcb/run.json`: how the folder was made, for `pcb config` and `pcb status`. */
 export interface RunRecord {
@@ -148,6 +148,8 @@ export async function runDownload(o: DownloadOptions, hooks: RunHooks = {}): Pro
     bytes_downloaded: progress.bytes, wall_s: wall, images_per_s: processed / Math.max(wall, 1e-3),
     images_per_s_per_thread: processed / Math.max(wall, 1e-3) / o.threads, threads: o.threads, concurrency: o.concurrency,
     interrupted: stopping, manifest: dest.manifest, metadata: dest.metadata, first_dispatch_s: firstDispatchS,
+    cpu_s: (() => { const u = process.cpuUsage(); return (u.user + u.system) / 1e6; })(),
+    peak_rss_bytes: process.resourceUsage().maxRSS * 1024,
   };
 }
 

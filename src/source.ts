@@ -4,7 +4,7 @@ import type { DuckDBConnection } from '@duckdb/node-api';
 import { FatalError, UsageError } from './errors.js';
 import { ident, literal, duckMessage } from './sql.js';
 import type { Shard } from './options.js';
-import type { RowTask } from './process-row.js';
+import type { RowTask } from './result.js';
 
 export interface Column { name: string; type: string }
 

@@ -1,7 +1,7 @@
 import prettyBytes from 'pretty-bytes';
 import { Source } from '../source.js';
 import { ident } from '../sql.js';
-import type { OutputFormat, ResizeMode } from '../resize.js';
+import type { OutputFormat, ResizeMode } from '../target-size.js';
 import type { CdnResize } from '../cdn.js';
 import { UsageError } from '../errors.js';
 

@@ -4,6 +4,7 @@ import { createAgent } from '../download.js';
 import { processRow } from '../process-row.js';
 import type { RowContext, RowResult, RowTask } from '../process-row.js';
 import { SharedLimits } from '../shared-limits.js';
+import { Semaphore } from '../semaphore.js';
 import type { WorkerConfig } from '../pool.js';
 
 // Parallelism comes from many images in flight, one libvips thread each; no cache of decoded images.
@@ -20,6 +21,7 @@ const ctx: RowContext = {
   cdnHosts: config.cdnHosts,
   agent: createAgent(config.policy, config.concurrency),
   limits: new SharedLimits(config.limits),
+  cpu: new Semaphore(1),
 };
 
 export default function fetchResize(task: RowTask): Promise<RowResult> {

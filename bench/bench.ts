@@ -1,0 +1,219 @@
+/**
+ * `npm run bench`: throughput per core of the real pipeline against the floors beneath it, offline.
+ *   npm run bench -- --threads 1,2,8,16 --images 200 --concurrency 4,16
+ * Writes a table to stdout and bench/results/<date>-<host>.{json,md,svg} (plus latest.*).
+ */
+import { spawn } from 'node:child_process';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import sharp from 'sharp';
+import type { Sharp } from 'sharp';
+import { photoSet } from '../src/kit/photos.js';
+import type { KitPhoto } from '../src/kit/photos.js';
+import { KitServer } from '../src/kit/server.js';
+import { datasetRow, writeParquet } from '../src/kit/dataset.js';
+import { projectRoot } from '../src/version.js';
+import { targetSize } from '../src/resize.js';
+import type { Summary } from '../src/progress.js';
+import { renderChart } from './chart.js';
+
+interface Args { images: number; threads: number[]; concurrency: number[]; resolution: number; quick: boolean }
+
+function parseArgs(argv: string[]): Args {
+  const cores = os.availableParallelism();
+  const sweep: number[] = [];
+  for (let t = 1; t < cores; t *= 2) sweep.push(t);
+  sweep.push(cores);
+  const a: Args = { images: 40, threads: sweep, concurrency: [1, 2, 4, 16], resolution: 1024, quick: false };
+  for (let i = 0; i < argv.length; i++) {
+    const v = argv[i + 1];
+    if (argv[i] === '--images') { a.images = Number(v); i++; }
+    else if (argv[i] === '--threads') { a.threads = v.split(',').map(Number); i++; }
+    else if (argv[i] === '--concurrency') { a.concurrency = v.split(',').map(Number); i++; }
+    else if (argv[i] === '--resolution') { a.resolution = Number(v); i++; }
+    else if (argv[i] === '--quick') a.quick = true;
+    else { process.stderr.write(`bench: unknown argument ${argv[i]} (use --images N --threads 1,2,4 --concurrency 1,4,16 --resolution 1024 --quick)\n`); process.exit(2); }
+  }
+  if (!(a.images > 0) || a.threads.some((t) => !(t > 0)) || a.concurrency.some((c) => !(c > 0))) {
+    process.stderr.write('bench: --images, --threads and --concurrency take positive numbers\n');
+    process.exit(2);
+  }
+  return a;
+}
+
+const ROOT = projectRoot();
+const cpuNow = () => { const u = process.cpuUsage(); return (u.user + u.system) / 1e6; };
+
+function runPcb(args: string[]): Promise<Summary> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(path.join(ROOT, 'bin', 'pcb'), ['download', ...args, '--json', '--quiet'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.on('data', (d) => { out += d; });
+    child.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out) as Summary) : reject(new Error(`pcb exited ${code}`))));
+  });
+}
+
+/** (a) decode floor: each JPEG decoded to pixels at the pipeline's shrink-on-load scale, one thread, nothing else. */
+async function decodeFloor(photos: KitPhoto[], res: number): Promise<number> {
+  const c0 = cpuNow();
+  for (const p of photos) {
+    const t = targetSize('shortest-side', p.width, p.height, res)!;
+    // A nearest-neighbour resize to the target makes libvips pick the same JPEG shrink-on-load as the
+    // pipeline, and costs next to nothing on top of the decode.
+    await sharp(p.data).resize(t.width, t.height, { kernel: 'nearest', fit: 'fill' }).raw().toBuffer();
+  }
+  return (cpuNow() - c0) / photos.length;
+}
+
+/** (b) bare library: sharp decode + Lanczos3 + encode from memory, one thread, no pool, no network, no files. */
+async function bareFloor(photos: KitPhoto[], res: number, encode: (s: Sharp) => Sharp): Promise<{ cpu: number; bytes: number }> {
+  const c0 = cpuNow();
+  let bytes = 0;
+  for (const p of photos) {
+    const t = targetSize('shortest-side', p.width, p.height, res)!;
+    bytes += (await encode(sharp(p.data).resize(t.width, t.height, { kernel: 'lanczos3', fit: 'fill' })).toBuffer()).length;
+  }
+  return { cpu: (cpuNow() - c0) / photos.length, bytes: bytes / photos.length };
+}
+
+interface Point {
+  label: string; threads: number; concurrency: number; format: string; images: number; wall_s: number; images_per_s: number;
+  images_per_s_per_thread: number; cpu_s: number; cpu_per_image_s: number; images_per_cpu_s: number; cpu_per_wall: number;
+  mb_per_s: number; peak_rss_mb: number; server_cpu_s: number; out_bytes_per_image: number; downloaded_per_image: number; efficiency?: number;
+}
+
+async function point(server: KitServer, input: string, label: string, extra: string[], threads: number, concurrency: number, format: string, work: string): Promise<Point> {
+  const out = path.join(work, `out-${label}`);
+  rmSync(out, { recursive: true, force: true });
+  const s0 = server.cpuSeconds();
+  const s = await runPcb([input, '--out', out, '--allow-private-network', '--threads', String(threads), '--concurrency', String(concurrency), '--format', format, ...extra]);
+  const serverCpu = server.cpuSeconds() - s0;
+  const { execSync } = await import('node:child_process');
+  const outBytes = Number(execSync(`du -sb --exclude=.pcb --exclude='*.parquet' --exclude='*.txt' ${JSON.stringify(out)}`).toString().split('\t')[0]);
+  rmSync(out, { recursive: true, force: true });
+  if (s.failed) throw new Error(`${label}: ${s.failed} rows failed: ${JSON.stringify(s.errors)}`);
+  return {
+    label, threads, concurrency, format, images: s.ok, wall_s: s.wall_s, images_per_s: s.images_per_s, images_per_s_per_thread: s.images_per_s_per_thread,
+    cpu_s: s.cpu_s, cpu_per_image_s: s.cpu_s / s.ok, images_per_cpu_s: s.ok / s.cpu_s, cpu_per_wall: s.cpu_s / s.wall_s,
+    mb_per_s: s.bytes_downloaded / 1e6 / s.wall_s, peak_rss_mb: s.peak_rss_bytes / 2 ** 20, server_cpu_s: serverCpu,
+    out_bytes_per_image: outBytes / s.ok, downloaded_per_image: s.bytes_downloaded / s.ok,
+  };
+}
+
+function table(rows: Point[], cols: [string, (p: Point) => string][]): string {
+  const head = `| ${cols.map((c) => c[0]).join(' | ')} |`;
+  const sep = `|${cols.map(() => '---').join('|')}|`;
+  return [head, sep, ...rows.map((r) => `| ${cols.map((c) => c[1](r)).join(' | ')} |`)].join('\n');
+}
+
+async function main(): Promise<void> {
+  const a = parseArgs(process.argv.slice(2));
+  sharp.concurrency(1);
+  sharp.cache(false);
+  const started = Date.now();
+  process.stderr.write(`bench: ${a.images} photo-like JPEGs at Pexels sizes (24 MP; generated once, cached in .cache/kit)\n`);
+  const photos = await photoSet(a.images, null, 90, (d, t) => { if (d % 10 === 0) process.stderr.write(`bench:   generated ${d}/${t}\n`); });
+  const work = path.join(ROOT, '.cache', 'bench');
+  mkdirSync(work, { recursive: true });
+  const server = await new KitServer().start();
+  for (const p of photos) server.put(p.name, p.data);
+  const input = path.join(work, 'bench.parquet');
+  await writeParquet(input, photos.map((p, i) => datasetRow(i, server.url(`/img/${p.name}`), p.width, p.height)));
+  const res = ['--resolution', String(a.resolution)];
+  const avgSrc = photos.reduce((s, p) => s + p.data.length, 0) / photos.length;
+
+  process.stderr.write('bench: floors (one thread, from memory)\n');
+  const decode = await decodeFloor(photos, a.resolution);
+  const bare = await bareFloor(photos, a.resolution, (s) => s.png({ compressionLevel: 3, adaptiveFiltering: false }));
+
+  const sweep: Point[] = [];
+  for (const t of a.threads) {
+    process.stderr.write(`bench: --threads ${t}\n`);
+    sweep.push(await point(server, input, `t${t}`, res, t, 16, 'png', work));
+  }
+  const one = sweep.find((p) => p.threads === 1) ?? sweep[0];
+  for (const p of sweep) p.efficiency = p.images_per_s / (one.images_per_s / one.threads * p.threads);
+  const full = Math.max(...a.threads);
+
+  const formats: Point[] = [];
+  if (!a.quick) {
+    for (const f of ['png', 'jpeg', 'webp']) {
+      process.stderr.write(`bench: --format ${f}\n`);
+      formats.push(await point(server, input, `f-${f}`, res, full, 16, f, work));
+    }
+  }
+  const pngLevels: { level: number; filtering: boolean; cpu_ms: number; kb: number }[] = [];
+  const sample = photos.slice(0, Math.min(8, photos.length));
+  for (const [level, filtering] of [[0, false], [1, false], [2, false], [3, false], [6, false], [9, false], [3, true], [6, true]] as [number, boolean][]) {
+    if (a.quick && level !== 3 && level !== 6) continue;
+    const r = await bareFloor(sample, a.resolution, (s) => s.png({ compressionLevel: level, adaptiveFiltering: filtering }));
+    pngLevels.push({ level, filtering, cpu_ms: r.cpu * 1000, kb: r.bytes / 1024 });
+  }
+  const conc: Point[] = [];
+  if (!a.quick) {
+    for (const c of a.concurrency) {
+      process.stderr.write(`bench: --concurrency ${c}\n`);
+      conc.push(await point(server, input, `c${c}`, res, full, c, 'png', work));
+    }
+  }
+  const cdn: Point[] = [];
+  if (!a.quick) {
+    process.stderr.write('bench: --cdn-resize imgix vs originals\n');
+    const imgixInput = path.join(work, 'bench-imgix.parquet');
+    await writeParquet(imgixInput, photos.map((p, i) => datasetRow(i, server.url(`/imgix/${p.name}`), p.width, p.height)));
+    cdn.push(await point(server, imgixInput, 'originals', res, full, 16, 'png', work));
+    await point(server, imgixInput, 'imgix-warm', [...res, '--cdn-resize', 'imgix', '--cdn-resize-host', '127.0.0.1'], full, 16, 'png', work);
+    cdn.push(await point(server, imgixInput, 'imgix', [...res, '--cdn-resize', 'imgix', '--cdn-resize-host', '127.0.0.1'], full, 16, 'png', work));
+  }
+  await server.stop();
+
+  const best = sweep.find((p) => p.threads === full)!;
+  const result = {
+    date: new Date().toISOString(), host: os.hostname(), cpus: os.availableParallelism(), cpu_model: os.cpus()[0]?.model, node: process.version,
+    sharp: sharp.versions, images: photos.length, avg_source_mb: avgSrc / 1e6, resolution: a.resolution,
+    floors: { decode_cpu_per_image_s: decode, bare_cpu_per_image_s: bare.cpu },
+    ratios: { pipeline_over_bare: best.cpu_per_image_s / bare.cpu, pipeline_over_decode: best.cpu_per_image_s / decode, one_thread_over_bare: one.cpu_per_image_s / bare.cpu },
+    sweep, formats, png_levels: pngLevels, concurrency: conc, cdn, bench_wall_s: (Date.now() - started) / 1000,
+  };
+  const f2 = (n: number) => n.toFixed(2);
+  const md = [
+    `## pcb bench — ${result.date.slice(0, 10)} on ${result.host} (${result.cpus} cores, ${result.cpu_model})`,
+    '',
+    `${photos.length} photo-like JPEGs, ${f2(avgSrc / 1e6)} MB and 24 MP on average, served from memory on loopback; shortest side → ${a.resolution} px, PNG.`,
+    `Server CPU is measured apart and not counted in pcb's CPU.`,
+    '',
+    table(sweep, [['threads', (p) => String(p.threads)], ['img/s', (p) => f2(p.images_per_s)], ['img/s per thread', (p) => f2(p.images_per_s_per_thread)],
+      ['img per CPU-s', (p) => f2(p.images_per_cpu_s)], ['CPU-s per wall-s', (p) => f2(p.cpu_per_wall)], ['MB/s in', (p) => f2(p.mb_per_s)],
+      ['peak RSS MB', (p) => p.peak_rss_mb.toFixed(0)], ['scaling eff.', (p) => f2(p.efficiency ?? 1)], ['server CPU-s', (p) => f2(p.server_cpu_s)]]),
+    '',
+    `Floors (one thread, per image): decode ${(decode * 1000).toFixed(0)} ms · bare sharp decode+Lanczos+PNG ${(bare.cpu * 1000).toFixed(0)} ms.`,
+    `Pipeline CPU per image at ${full} threads: ${(best.cpu_per_image_s * 1000).toFixed(0)} ms = **${f2(result.ratios.pipeline_over_bare)}× the bare-library floor**, ${f2(result.ratios.pipeline_over_decode)}× the decode floor` +
+      ` (at 1 thread: ${f2(result.ratios.one_thread_over_bare)}× bare).`,
+    ...(formats.length ? ['', table(formats, [['format', (p) => p.format], ['img/s', (p) => f2(p.images_per_s)], ['CPU ms/img', (p) => (p.cpu_per_image_s * 1000).toFixed(0)], ['KB out/img', (p) => (p.out_bytes_per_image / 1024).toFixed(0)]])] : []),
+    '',
+    '| PNG zlib level | adaptive filtering | CPU ms/img (bare) | KB/img |', '|---|---|---|---|',
+    ...pngLevels.map((l) => `| ${l.level} | ${l.filtering ? 'yes' : 'no'} | ${l.cpu_ms.toFixed(0)} | ${l.kb.toFixed(0)} |`),
+    ...(conc.length ? ['', table(conc, [['concurrency', (p) => String(p.concurrency)], ['img/s', (p) => f2(p.images_per_s)], ['CPU-s per wall-s', (p) => f2(p.cpu_per_wall)], ['peak RSS MB', (p) => p.peak_rss_mb.toFixed(0)]])] : []),
+    ...(cdn.length ? ['', table(cdn, [['source', (p) => p.label], ['img/s', (p) => f2(p.images_per_s)], ['MB downloaded/img', (p) => f2(p.downloaded_per_image / 1e6)], ['pcb CPU ms/img', (p) => (p.cpu_per_image_s * 1000).toFixed(0)]]),
+      '(imgix renditions are made by the loopback server once and cached, as a CDN would; its CPU is not pcb\'s)'] : []),
+    '',
+    `bench wall time ${result.bench_wall_s.toFixed(0)} s`,
+  ].join('\n');
+  const dir = path.join(ROOT, 'bench', 'results');
+  mkdirSync(dir, { recursive: true });
+  const stem = `${result.date.slice(0, 10)}-${result.host}`;
+  const svg = renderChart(sweep.map((p) => ({ threads: p.threads, ips: p.images_per_s, ipsPerThread: p.images_per_s_per_thread })),
+    { bare: 1 / bare.cpu, decode: 1 / decode });
+  writeFileSync(path.join(dir, `${stem}.json`), JSON.stringify(result, null, 2) + '\n');
+  writeFileSync(path.join(dir, `${stem}.md`), md + '\n');
+  writeFileSync(path.join(dir, `${stem}.svg`), svg);
+  writeFileSync(path.join(dir, 'latest.md'), md + '\n');
+  writeFileSync(path.join(dir, 'latest.svg'), svg);
+  process.stdout.write(md + '\n\n' + `written: bench/results/${stem}.{json,md,svg} and bench/results/latest.{md,svg}\n`);
+}
+
+main().catch((err) => {
+  process.stderr.write(`bench: ${(err as Error).message}\n`);
+  process.exit(1);
+});
