@@ -31,7 +31,8 @@ export interface Downloaded {
 
 /** A keep-alive pool per host for one worker; refuses sockets whose peer address is not public. */
 export function createAgent(policy: DownloadPolicy, connectionsPerHost: number): Agent {
-  const base = buildConnector({ timeout: policy.timeoutMs });
+  // Larger socket reads for multi-MB bodies: fewer parser passes per image (undici's default is 64 KiB).
+  const base = buildConnector({ timeout: policy.timeoutMs, highWaterMark: 1 << 20 } as buildConnector.BuildOptions);
   const connect: buildConnector.connector = (opts, cb) => {
     base(opts, (err, socket) => {
       if (err || !socket) return cb(err ?? new Error('no socket'), null);
