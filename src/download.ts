@@ -104,11 +104,13 @@ interface Attempt { data: Buffer; httpStatus: number; bytes: number }
 /** One attempt: the whole redirect chain and the body under one deadline. */
 async function attemptOnce(url: URL, policy: DownloadPolicy, agent: Dispatcher, limits: SharedLimits,
   held: { kib: number; bytes: number }): Promise<Attempt> {
-  const signal = AbortSignal.timeout(policy.timeoutMs);
+  let signal: AbortSignal | null = null;
   let current = url;
   for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
     checkLiteralHost(current, policy.allowPrivateNetwork);
     const release = await limits.acquireHost(current.host);
+    // The deadline starts once the first connection slot is ours: waiting for politeness is not the server's fault.
+    signal ??= AbortSignal.timeout(policy.timeoutMs);
     try {
       const res = await agent.request({
         origin: current.origin,
@@ -172,10 +174,9 @@ export async function download(url: URL, policy: DownloadPolicy, agent: Dispatch
   let attempts = 0;
   let bytes = 0;
   for (let attempt = 0; ; attempt++) {
-    await limits.waitForMemory();
+    const held = { kib: await limits.reserveMemory(), bytes: 0 };
     await limits.takeRequestToken();
     attempts++;
-    const held = { kib: 0, bytes: 0 };
     try {
       const got = await attemptOnce(url, policy, agent, limits, held);
       return { data: got.data, error: null, httpStatus: got.httpStatus, attempts, bytes: bytes + got.bytes, heldKiB: held.kib };

@@ -67,10 +67,18 @@ export class SharedLimits {
     };
   }
 
-  /** Waits until downloaded-but-unprocessed bytes are under the budget before a download starts. */
-  async waitForMemory(): Promise<void> {
+  /**
+   * Waits until downloaded-but-unprocessed bytes are under the budget, then reserves 1 KiB so that
+   * downloads starting together see each other. One download may always run, so a budget smaller
+   * than one image slows the run to one image at a time instead of stopping it.
+   */
+  async reserveMemory(): Promise<number> {
     const capKiB = Math.floor(this.init.memoryBudgetBytes / 1024);
-    for (let delay = 2; Atomics.load(this.bytes, 0) >= capKiB; delay = Math.min(delay * 2, 50)) await sleep(delay);
+    for (let delay = 2; ; delay = Math.min(delay * 2, 50)) {
+      const cur = Atomics.load(this.bytes, 0);
+      if ((cur < capKiB || cur === 0) && Atomics.compareExchange(this.bytes, 0, cur, cur + 1) === cur) return 1;
+      await sleep(delay);
+    }
   }
 
   /** Counts bytes held in memory; returns the amount to give back with releaseBytes. */

@@ -199,6 +199,22 @@ describe('politeness and deadlines', () => {
     expect(server.requests.find((q) => q.path.includes('?rps='))!.userAgent).toMatch(/^pcb\/\d+\.\d+\.\d+ \(\+https?:\/\//);
   });
 
+  it('holds downloaded-but-unprocessed bytes under --memory-budget: downloads wait for room', async () => {
+    const dir = tmpDir();
+    const input = path.join(dir, 'in.parquet');
+    await writeParquet(input, Array.from({ length: 8 }, (_, i) => datasetRow(i, server.url(`/delay/150/${photos[i % photos.length].name}?mem=${i}`), 640, 480)));
+    server.maxConcurrent = 0;
+    const tight = await runPcb(['download', input, '--out', path.join(dir, 'a'), '--allow-private-network', '--threads', '2', '--concurrency', '8',
+      '--memory-budget', '1', '--quiet', '--json', '--resolution', '256']);
+    expect(JSON.parse(tight.stdout).ok).toBe(8);
+    expect(server.maxConcurrent).toBe(1);
+    server.maxConcurrent = 0;
+    const roomy = await runPcb(['download', input, '--out', path.join(dir, 'b'), '--allow-private-network', '--threads', '2', '--concurrency', '8',
+      '--memory-budget', '1G', '--quiet', '--json', '--resolution', '256']);
+    expect(JSON.parse(roomy.stdout).ok).toBe(8);
+    expect(server.maxConcurrent).toBeGreaterThan(2);
+  });
+
   it('warns when more than 20 % of the last 500 rows failed, naming the codes', async () => {
     const dir = tmpDir();
     const input = path.join(dir, 'in.parquet');
