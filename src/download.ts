@@ -53,18 +53,29 @@ export function createAgent(policy: DownloadPolicy, connectionsPerHost: number):
   });
 }
 
-/** Does an X-Robots-Tag value forbid AI use to us? Global directives and ones naming pcb or `*` count. */
+/** Directives whose own value follows a colon: not user-agent names. */
+const VALUED_DIRECTIVES = new Set(['max-snippet', 'max-image-preview', 'max-video-preview', 'unavailable_after']);
+/** User agents whose X-Robots-Tag directives bind pcb: all (`*`), pcb itself, and img2dataset's token. */
+const OUR_AGENTS = new Set(['*', 'pcb', 'img2dataset']);
+
+/**
+ * Does X-Robots-Tag forbid AI use to us? `noai`/`noimageai` count when global, or after a user-agent
+ * prefix (`pcb: noai`) naming us or `*`; directives after another agent's name (`otherbot: noai, …`) apply
+ * to that agent until the next name.
+ */
 export function isOptedOut(header: string | string[] | undefined): boolean {
   if (!header) return false;
-  const values = Array.isArray(header) ? header : [header];
-  for (const value of values) {
-    for (const part of value.split(/,(?![^:,]*:)/)) {
-      // "ua: d1, d2" names the agent the directives apply to; a bare list applies to everyone.
-      const m = /^\s*([A-Za-z0-9_*.-]+)\s*:\s*(.*)$/.exec(part);
-      const agent = m ? m[1].toLowerCase() : null;
-      const directives = (m ? m[2] : part).toLowerCase().split(/[\s,]+/);
-      const applies = agent === null || agent === '*' || agent === 'pcb' || agent === 'img2dataset';
-      if (applies && (directives.includes('noai') || directives.includes('noimageai'))) return true;
+  for (const value of Array.isArray(header) ? header : [header]) {
+    let agent: string | null = null;
+    for (const token of value.split(',')) {
+      let directive = token.trim().toLowerCase();
+      const m = /^([a-z0-9_*.-]+)\s*:\s*(.*)$/.exec(directive);
+      if (m && !VALUED_DIRECTIVES.has(m[1])) {
+        agent = m[1];
+        directive = m[2].trim();
+      }
+      const applies = agent === null || OUR_AGENTS.has(agent);
+      if (applies && directive.split(/\s+/).some((d) => d === 'noai' || d === 'noimageai')) return true;
     }
   }
   return false;

@@ -60,7 +60,11 @@ export class RowLog {
     writeSync(this.fd, text);
   }
 
+  private closed = false;
+
   close(): void {
+    if (this.closed) return;
+    this.closed = true;
     clearInterval(this.timer);
     this.flush();
     try { fsyncSync(this.fd); } catch { /* fsync is best effort on odd filesystems */ }

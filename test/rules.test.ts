@@ -52,6 +52,11 @@ describe('opt-out and retry-after', () => {
     expect(isOptedOut(['noindex', 'noai'])).toBe(true);
     expect(isOptedOut('noindex, nofollow')).toBe(false);
     expect(isOptedOut('otherbot: noai')).toBe(false);
+    expect(isOptedOut('otherbot: noindex, noai')).toBe(false);
+    expect(isOptedOut('pcb: noindex, otherbot: noai')).toBe(false);
+    expect(isOptedOut('otherbot: noindex, pcb: noai')).toBe(true);
+    expect(isOptedOut('max-image-preview: large, noimageai')).toBe(true);
+    expect(isOptedOut(['otherbot: noai', 'noimageai'])).toBe(true);
     expect(isOptedOut(undefined)).toBe(false);
   });
   it('parses Retry-After in seconds and as a date', () => {
