@@ -133,4 +133,31 @@ describe('resume', () => {
     const { images } = await checkFolder(out);
     expect(images.length).toBe(summary.ok);
   });
+
+  it('SIGTERM exits 143 after the same clean stop; a second SIGINT leaves at once, still with only whole files', async () => {
+    const dir = tmpDir();
+    const input = path.join(dir, 'in.parquet');
+    await writeParquet(input, Array.from({ length: 200 }, (_, i) => datasetRow(i, server.url(`/delay/100/${photos[i % photos.length].name}?term=${i}`), 640, 480)));
+    let pid = 0;
+    const term = runPcb(['download', input, '--out', path.join(dir, 'a'), '--threads', '2', '--concurrency', '2', ...common], { onSpawn: (p) => { pid = p; } });
+    await new Promise((r) => setTimeout(r, 2000));
+    process.kill(pid, 'SIGTERM');
+    const t = await term;
+    expect(t.code).toBe(143);
+    expect(JSON.parse(t.stdout).interrupted).toBe(true);
+
+    const twice = runPcb(['download', input, '--out', path.join(dir, 'b'), '--threads', '2', '--concurrency', '4', ...common], { onSpawn: (p) => { pid = p; } });
+    await new Promise((r) => setTimeout(r, 2000));
+    const sent = Date.now();
+    process.kill(pid, 'SIGINT');
+    await new Promise((r) => setTimeout(r, 100));
+    process.kill(pid, 'SIGINT');
+    const r = await twice;
+    expect(r.code).toBe(130);
+    expect(Date.now() - sent).toBeLessThan(3000);
+    await checkFolder(path.join(dir, 'b'));
+    const resumed = JSON.parse((await runPcb(['download', input, '--out', path.join(dir, 'b'), ...common])).stdout);
+    expect(resumed.ok + resumed.skipped).toBe(200);
+    expect((await checkFolder(path.join(dir, 'b'))).images.length).toBe(200);
+  });
 });
