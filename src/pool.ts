@@ -1,19 +1,11 @@
 import { Piscina } from 'piscina';
 import { fileURLToPath } from 'node:url';
-import type { DownloadPolicy } from './download.js';
-import type { ResizeOptions } from './resize.js';
-import type { CdnResize } from './cdn.js';
+import type { RowSettings } from './process-row.js';
 import type { SharedLimitsInit } from './shared-limits.js';
 import type { RowResult, RowTask } from './result.js';
 
 /** Everything a worker needs, sent once when the pool starts. */
-export interface WorkerConfig {
-  out: string;
-  tmpDir: string;
-  resize: ResizeOptions;
-  policy: DownloadPolicy;
-  cdnResize: CdnResize;
-  cdnHosts: string[];
+export interface WorkerConfig extends RowSettings {
   concurrency: number;
   limits: SharedLimitsInit;
 }

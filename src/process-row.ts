@@ -15,13 +15,18 @@ import type { CdnResize } from './cdn.js';
 import type { SharedLimits } from './shared-limits.js';
 import type { Semaphore } from './semaphore.js';
 
-export interface RowContext {
+/** How every row of a run is processed: the same for all workers, sent once as plain data. */
+export interface RowSettings {
   out: string;
   tmpDir: string;
   resize: ResizeOptions;
   policy: DownloadPolicy;
   cdnResize: CdnResize;
   cdnHosts: string[];
+}
+
+/** A worker's settings plus what it owns: its HTTP agent, the shared limits, its CPU slots. */
+export interface RowContext extends RowSettings {
   agent: Dispatcher;
   limits: SharedLimits;
   /**

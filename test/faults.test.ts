@@ -1,10 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
-import zlib from 'node:zlib';
 import sharp from 'sharp';
 import { readParquet, runPcb, smallKit, tmpDir } from './helpers.js';
 import { datasetRow, writeParquet, DATASET_COLUMNS } from '../src/kit/dataset.js';
+import { pixelBombPng } from '../src/kit/hostile.js';
 import type { KitServer } from '../src/kit/server.js';
 import type { KitPhoto } from '../src/kit/photos.js';
 
@@ -12,22 +12,9 @@ const TEXT_IDS = { ...DATASET_COLUMNS, id: 'VARCHAR' };
 let server: KitServer;
 let photos: KitPhoto[];
 
-function hugePng(): Buffer {
-  const chunk = (type: string, data: Buffer) => {
-    const len = Buffer.alloc(4); len.writeUInt32BE(data.length);
-    const td = Buffer.concat([Buffer.from(type, 'latin1'), data]);
-    const crc = Buffer.alloc(4); crc.writeUInt32BE(zlib.crc32(td) >>> 0);
-    return Buffer.concat([len, td, crc]);
-  };
-  const ihdr = Buffer.alloc(13);
-  ihdr.writeUInt32BE(20000, 0); ihdr.writeUInt32BE(20000, 4); ihdr[8] = 8; ihdr[9] = 2;
-  return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk('IHDR', ihdr),
-    chunk('IDAT', zlib.deflateSync(Buffer.alloc(1 << 20))), chunk('IEND', Buffer.alloc(0))]);
-}
-
 beforeAll(async () => {
   ({ server, photos } = await smallKit(12));
-  server.put('huge.png', hugePng(), 'image/png');
+  server.put('huge.png', pixelBombPng(), 'image/png');
   server.put('tiny.jpg', await sharp({ create: { width: 40, height: 40, channels: 3, background: '#888' } }).jpeg().toBuffer());
   server.put('cmyk.jpg', await sharp(photos[0].data).toColourspace('cmyk').jpeg().toBuffer());
   server.put('alpha.png', await sharp({ create: { width: 300, height: 300, channels: 4, background: { r: 0, g: 0, b: 0, alpha: 0 } } }).png().toBuffer(), 'image/png');

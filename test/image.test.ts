@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import zlib from 'node:zlib';
 import sharp from 'sharp';
 import { resizeImage } from '../src/resize.js';
 import type { ResizeOptions } from '../src/resize.js';
 import { RowError } from '../src/errors.js';
+import { pixelBombPng } from '../src/kit/hostile.js';
 
 const opts = (o: Partial<ResizeOptions> = {}): ResizeOptions => ({ mode: 'shortest-side', resolution: 128, format: 'png', quality: 95, pngCompression: 6, ...o });
 
@@ -99,17 +99,7 @@ describe('resizeImage', () => {
   });
 
   it('refuses images over the pixel limit from the header, without decoding', async () => {
-    // A PNG that declares 20000x20000 and carries almost nothing.
-    const chunk = (type: string, data: Buffer) => {
-      const len = Buffer.alloc(4); len.writeUInt32BE(data.length);
-      const td = Buffer.concat([Buffer.from(type, 'latin1'), data]);
-      const crc = Buffer.alloc(4); crc.writeUInt32BE(zlib.crc32(td) >>> 0);
-      return Buffer.concat([len, td, crc]);
-    };
-    const ihdr = Buffer.alloc(13);
-    ihdr.writeUInt32BE(20000, 0); ihdr.writeUInt32BE(20000, 4); ihdr[8] = 8; ihdr[9] = 2;
-    const png = Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk('IHDR', ihdr),
-      chunk('IDAT', zlib.deflateSync(Buffer.alloc(1024))), chunk('IEND', Buffer.alloc(0))]);
+    const png = pixelBombPng(20000, 20000, 1024);
     const started = Date.now();
     expect(await code(resizeImage(png, opts()))).toBe('pixel_limit');
     expect(Date.now() - started).toBeLessThan(2000);

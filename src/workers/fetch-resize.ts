@@ -13,12 +13,7 @@ sharp.cache(false);
 
 const config = workerData as WorkerConfig;
 const ctx: RowContext = {
-  out: config.out,
-  tmpDir: config.tmpDir,
-  resize: config.resize,
-  policy: config.policy,
-  cdnResize: config.cdnResize,
-  cdnHosts: config.cdnHosts,
+  ...config,
   agent: createAgent(config.policy, config.concurrency),
   limits: new SharedLimits(config.limits),
   cpu: new Semaphore(1),
