@@ -34,18 +34,40 @@ export class RowPool {
 
   get size(): number { return this.inFlight.size; }
 
+  private abandoned = false;
+
   async submit(task: RowTask): Promise<void> {
     while (this.inFlight.size >= this.capacity) await Promise.race(this.inFlight);
-    const p: Promise<void> = this.piscina.run(task).then(
-      (r: RowResult) => this.onResult(r),
-      (err: unknown) => this.onCrash(task, err),
-    ).finally(() => { this.inFlight.delete(p); });
+    const p: Promise<void> = this.runTask(task).finally(() => { this.inFlight.delete(p); });
     this.inFlight.add(p);
+  }
+
+  /**
+   * A task fails only when its worker died (Piscina starts a new one). The other rows in flight on that
+   * worker did nothing wrong: each gets one more try before it is reported. Rows cut off by abandon()
+   * are not reported at all, so the next run does them.
+   */
+  private async runTask(task: RowTask, tries = 0): Promise<void> {
+    let result: RowResult;
+    try {
+      result = await this.piscina.run(task);
+    } catch (err) {
+      if (this.abandoned) return;
+      if (tries === 0) return this.runTask(task, 1);
+      this.onCrash(task, err);
+      return;
+    }
+    if (!this.abandoned) this.onResult(result);
   }
 
   /** Resolves when every submitted row has settled. */
   async drain(): Promise<void> {
     while (this.inFlight.size) await Promise.race(this.inFlight);
+  }
+
+  /** Stop reporting: rows still in flight are left for the next run. */
+  abandon(): void {
+    this.abandoned = true;
   }
 
   async destroy(): Promise<void> {

@@ -7,6 +7,8 @@ export interface Summary {
   input: string;
   out: string;
   shard: string | null;
+  /** Where the shard came from: --shard, a Slurm array task, a Kubernetes Indexed Job. */
+  shard_reason: string | null;
   selected: number;
   processed: number;
   ok: number;
@@ -44,7 +46,7 @@ export class Progress {
   private readonly bar: cliProgress.SingleBar | null;
   private readonly timer: NodeJS.Timeout | null = null;
 
-  constructor(readonly total: number, private readonly mode: { quiet: boolean; tty: boolean }, private readonly stream: NodeJS.WriteStream = process.stderr) {
+  constructor(readonly total: number, private readonly mode: { quiet: boolean; warn: boolean; tty: boolean }, private readonly stream: NodeJS.WriteStream = process.stderr) {
     if (!mode.quiet && mode.tty) {
       this.bar = new cliProgress.SingleBar({
         format: '{bar} {value}/{total} | {ips} img/s | {mbps} MB/s | ok {ok} failed {failed} | ETA {eta_formatted}',
@@ -90,7 +92,7 @@ export class Progress {
 
   /** A warning when more than 20 % of the last 500 rows failed, naming the top error codes. */
   private maybeWarn(): void {
-    if (this.recent.length < WINDOW || this.done - this.lastWarnAt < WINDOW) return;
+    if (!this.mode.warn || this.recent.length < WINDOW || this.done - this.lastWarnAt < WINDOW) return;
     const failures = this.recent.filter((e) => e !== null) as string[];
     if (failures.length / this.recent.length <= WARN_RATE) return;
     this.lastWarnAt = this.done;

@@ -83,7 +83,7 @@ export async function runDownload(o: DownloadOptions, hooks: RunHooks = {}): Pro
   const todo = plan.doneTable ? await countRows(source, taskSql(source, plan)) : selected;
 
   const log = new RowLog(logPath(o.out, o.shard));
-  const progress = new Progress(todo, { quiet: o.quiet || o.json, tty: Boolean(process.stderr.isTTY) });
+  const progress = new Progress(todo, { quiet: o.quiet || o.json, warn: !o.quiet, tty: Boolean(process.stderr.isTTY) });
   const settle = (r: RowResult) => { log.append(r); progress.add(r); };
   const config: WorkerConfig = {
     out: path.resolve(o.out), tmpDir: path.resolve(tmpDir),
@@ -103,7 +103,7 @@ export async function runDownload(o: DownloadOptions, hooks: RunHooks = {}): Pro
   let firstDispatchS: number | null = null;
   hooks.onStart?.((hard) => {
     stopping = true;
-    if (hard) { log.close(); progress.stop(); }
+    if (hard) { pool?.abandon(); log.close(); progress.stop(); }
   });
 
   try {
@@ -122,6 +122,7 @@ export async function runDownload(o: DownloadOptions, hooks: RunHooks = {}): Pro
       if (stopping) {
         // Let rows in flight finish for a few seconds; the rest are redone by the next run.
         await Promise.race([pool.drain(), new Promise((r) => setTimeout(r, 5000).unref())]);
+        pool.abandon();
       } else {
         await pool.drain();
       }
@@ -144,6 +145,7 @@ export async function runDownload(o: DownloadOptions, hooks: RunHooks = {}): Pro
   const processed = progress.done;
   return {
     input: o.input, out: o.out, shard: o.shard && o.shard.count > 1 ? `${o.shard.index}/${o.shard.count}` : null,
+    shard_reason: o.shard && o.shard.count > 1 ? o.shard.reason : null,
     selected, processed, ok: progress.ok, failed: progress.failed, skipped: selected - todo, errors: progress.errors,
     bytes_downloaded: progress.bytes, wall_s: wall, images_per_s: processed / Math.max(wall, 1e-3),
     images_per_s_per_thread: processed / Math.max(wall, 1e-3) / o.threads, threads: o.threads, concurrency: o.concurrency,

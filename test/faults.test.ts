@@ -186,6 +186,18 @@ describe('politeness and deadlines', () => {
     expect(server.requests.find((q) => q.path.includes('?rps='))!.userAgent).toMatch(/^pcb\/\d+\.\d+\.\d+ \(\+https?:\/\//);
   });
 
+  it('cuts an endless chunked body off at --max-bytes without holding it in memory', async () => {
+    const dir = tmpDir();
+    const input = path.join(dir, 'in.parquet');
+    await writeParquet(input, [datasetRow(0, server.url('/big-chunked'), 640, 480), datasetRow(1, server.url('/big-declared'), 640, 480)]);
+    const r = await runPcb(['download', input, '--out', path.join(dir, 'out'), '--allow-private-network', '--quiet', '--json']);
+    const s = JSON.parse(r.stdout);
+    expect(s.errors).toEqual({ too_large: 2 });
+    // The default cap is 100 MiB: the 1 GiB body stops there, and the declared 10 GiB is refused before reading.
+    expect(s.bytes_downloaded).toBeLessThan(110 * 2 ** 20);
+    expect(s.peak_rss_bytes).toBeLessThan(700 * 2 ** 20);
+  });
+
   it('holds downloaded-but-unprocessed bytes under --memory-budget: downloads wait for room', async () => {
     const dir = tmpDir();
     const input = path.join(dir, 'in.parquet');
