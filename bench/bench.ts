@@ -215,7 +215,7 @@ async function main(): Promise<void> {
   const dir = path.join(ROOT, 'bench', 'results');
   mkdirSync(dir, { recursive: true });
   const stem = `${result.date.slice(0, 10)}-${result.host}`;
-  const svg = renderChart(sweep.map((p) => ({ threads: p.threads, ips: p.images_per_s, ipsPerThread: p.images_per_s_per_thread })),
+  const svg = renderChart(sweep.map((p) => ({ threads: p.threads, ips: p.images_per_s, ipsPerThread: p.images_per_s_per_thread, ipcs: 1 / (p.steady_cpu_per_image_s ?? p.cpu_per_image_s) })),
     { bare: 1 / bare.cpu, decode: 1 / decode });
   writeFileSync(path.join(dir, `${stem}.json`), JSON.stringify(result, null, 2) + '\n');
   writeFileSync(path.join(dir, `${stem}.md`), md + '\n');

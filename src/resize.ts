@@ -23,6 +23,9 @@ export interface ResizedImage {
 /** Formats sharp can name in metadata(), mapped to our output names where they coincide. */
 const SAME_FORMAT: Record<string, OutputFormat> = { jpeg: 'jpeg', png: 'png', webp: 'webp' };
 
+/** Longest decode + resize + encode of one image; a 24 MP photo takes about 0.2 s. */
+export const PROCESSING_TIMEOUT_S = 120;
+
 function classifySharpError(err: unknown): RowError {
   const msg = err instanceof Error ? err.message : String(err);
   if (/unsupported image format|Input buffer is empty|Input Buffer is empty/i.test(msg)) return new RowError('not_an_image', msg);
@@ -101,7 +104,8 @@ export async function resizeImage(data: Buffer, opts: ResizeOptions): Promise<Re
       img = img.resize(target.width, target.height, { kernel: 'lanczos3', fit: 'fill' });
     }
     img = img.toColourspace('srgb').removeAlpha();
-    const out = await encoder(img, opts).toBuffer({ resolveWithObject: true });
+    // Never a hang: a pathological file that keeps libvips busy is cut off like a stalled server.
+    const out = await encoder(img, opts).timeout({ seconds: PROCESSING_TIMEOUT_S }).toBuffer({ resolveWithObject: true });
     return { data: out.data, srcWidth: src.width, srcHeight: src.height, width: out.info.width, height: out.info.height, passthrough: false };
   } catch (err) {
     throw classifySharpError(err);

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { runPcb, tmpDir } from './helpers.js';
+import { readParquet, runPcb, tmpDir } from './helpers.js';
 import { datasetRow, writeParquet } from '../src/kit/dataset.js';
 
 async function input(dir: string): Promise<string> {
@@ -88,9 +88,13 @@ describe('fatal errors exit 1 with one line', () => {
     expect(oneLine(r.stderr)).toMatch(/blip/);
     const file = path.join(dir, 'slim.parquet');
     await writeParquet(file, [{ id: 1, url: 'http://10.0.0.1/a.jpg' }], { id: 'BIGINT', url: 'VARCHAR' });
-    const ok = await runPcb(['download', file, '--out', path.join(dir, 'out2'), '--quiet', '--json']);
+    const manifest = path.join(dir, 'records', 'm.parquet');
+    mkdirSync(path.dirname(manifest));
+    const ok = await runPcb(['download', file, '--out', path.join(dir, 'out2'), '--manifest', manifest, '--quiet', '--json']);
     expect(ok.code).toBe(0);
     expect(JSON.parse(ok.stdout).errors).toEqual({ blocked_address: 1 });
+    expect((await readParquet(manifest)).map((m) => m.error)).toEqual(['blocked_address']);
+    expect(existsSync(path.join(dir, 'out2', 'manifest.parquet'))).toBe(false);
   });
   it('unwritable --out: under /proc, under a file', async () => {
     const dir = tmpDir();
