@@ -30,8 +30,8 @@ export interface RowContext extends RowSettings {
   agent: Dispatcher;
   limits: SharedLimits;
   /**
-   * Images decoding/encoding at once in this worker. Downloads overlap freely, but more images in
-   * sharp than cores only thrash caches and memory: measured 2× the CPU per image at 32 in flight.
+   * Images decoding/encoding at once in this worker (one): downloads overlap freely, but more images in
+   * sharp than threads add no throughput and hold more decoded pixels in memory.
    */
   cpu: Semaphore;
 }
