@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
 import type { Sharp } from 'sharp';
-import { photoSet } from '../src/kit/photos.js';
+import { PEXELS_QUALITY, photoSet } from '../src/kit/photos.js';
 import type { KitPhoto } from '../src/kit/photos.js';
 import { KitServer } from '../src/kit/server.js';
 import { datasetRow, writeParquet } from '../src/kit/dataset.js';
@@ -117,7 +117,7 @@ async function main(): Promise<void> {
   sharp.cache(false);
   const started = Date.now();
   process.stderr.write(`bench: ${a.images} photo-like JPEGs at Pexels sizes (24 MP; generated once, cached in .cache/kit)\n`);
-  const photos = await photoSet(a.images, null, 90, (d, t) => { if (d % 10 === 0) process.stderr.write(`bench:   generated ${d}/${t}\n`); });
+  const photos = await photoSet(a.images, null, PEXELS_QUALITY, (d, t) => { if (d % 10 === 0) process.stderr.write(`bench:   generated ${d}/${t}\n`); });
   const work = path.join(ROOT, '.cache', 'bench');
   mkdirSync(work, { recursive: true });
   const server = await new KitServer().start();

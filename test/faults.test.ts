@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import sharp from 'sharp';
 import { readParquet, runPcb, smallKit, tmpDir } from './helpers.js';
@@ -109,7 +109,12 @@ describe('a parquet mixing every failure the web has', () => {
     for (const m of okRows) {
       const meta = await sharp(path.join(out, m.path as string)).metadata();
       expect([meta.width, meta.height, meta.channels]).toEqual([m.width, m.height, 3]);
+      // The caption bytes: the caption column, or for row 2 (null caption) the fallback tags.
+      const expected = m.row === 2 ? String(rows[2].tags) : `caption ${m.row}`;
+      expect(readFileSync(path.join(out, `${m.id}.txt`), 'utf8')).toBe(expected);
     }
+    // 640x480 at --resolution 256: k = 256/480, 640k/64 = 5.33 → 320x256 (the reference formula).
+    expect([byRow.get(0)!.width, byRow.get(0)!.height]).toEqual([320, 256]);
     // Nothing written outside --out.
     expect(existsSync(path.join(dir, 'evil.png'))).toBe(false);
     expect(readdirSync(dir).sort()).toEqual(['mixed.parquet', 'out']);

@@ -20,6 +20,13 @@ describe('targetSize shortest-side (the reference formula)', () => {
     // 4032x3024: 4032*(1024/3024)/64 = 21.333 → 21*64 = 1344
     expect(targetSize('shortest-side', 4032, 3024, 1024)).toEqual({ width: 1344, height: 1024 });
   });
+  it('handles square and panorama sources', () => {
+    expect(targetSize('shortest-side', 4000, 4000, 1024)).toEqual({ width: 1024, height: 1024 });
+    // 12000x3000: k = 1024/3000, 12000k/64 = 64 → 4096
+    expect(targetSize('shortest-side', 12000, 3000, 1024)).toEqual({ width: 4096, height: 1024 });
+    // 3000x9000 portrait panorama: 9000 * 1024/3000 / 64 = 48 → 3072
+    expect(targetSize('shortest-side', 3000, 9000, 1024)).toEqual({ width: 1024, height: 3072 });
+  });
   it('rounds ties to even like Python', () => {
     // 2720x2048 at 1024: k = 0.5, 1360/64 = 21.25 → 21; 2784x2048: 1392/64 = 21.75 → 22
     expect(targetSize('shortest-side', 2720, 2048, 1024)!.width).toBe(1344);

@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { photoSet } from './photos.js';
+import { PEXELS_QUALITY, photoSet } from './photos.js';
 import { KitServer } from './server.js';
 import { datasetRow, writeParquet } from './dataset.js';
 import { projectRoot } from '../version.js';
@@ -14,7 +14,7 @@ async function demo(): Promise<number> {
   const root = projectRoot();
   const n = Number(process.env.PCB_DEMO_PHOTOS ?? 100);
   process.stderr.write(`demo: preparing ${n} photo-like JPEGs at Pexels sizes (generated once, then cached in ${path.relative(root, path.join(root, '.cache/kit')) || '.cache/kit'})\n`);
-  const photos = await photoSet(n, null, 90, (done, total) => {
+  const photos = await photoSet(n, null, PEXELS_QUALITY, (done, total) => {
     if (done % 10 === 0 || done === total) process.stderr.write(`demo:   generated ${done} new photos\n`);
   });
   const server = await new KitServer().start();

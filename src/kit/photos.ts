@@ -5,6 +5,9 @@ import sharp from 'sharp';
 import { projectRoot } from '../version.js';
 
 /** Pexels' common camera sizes: 24 MP both orientations, plus a few others seen in the dataset. */
+/** JPEG quality that lands a 24 MP kit photo near 5 MB, like a Pexels original. */
+export const PEXELS_QUALITY = 92;
+
 export const PEXELS_SIZES: [number, number][] = [[6000, 4000], [4000, 6000], [5472, 3648], [3648, 5472], [4608, 3072], [6240, 4160]];
 
 function mulberry32(seed: number): () => number {
@@ -26,9 +29,9 @@ function noise(w: number, h: number, channels: number, rand: () => number, sprea
 
 /**
  * A deterministic photo-like JPEG: smooth colour fields (sky, shapes) upsampled from a small random
- * grid, mid-frequency texture and fine grain, so it compresses like a photo (~5 MB at 24 MP, q90).
+ * grid, mid-frequency texture and fine grain, so it compresses like a photo (~5 MB at 24 MP, q92).
  */
-export async function makePhoto(seed: number, width: number, height: number, quality = 90, grain = 28): Promise<Buffer> {
+export async function makePhoto(seed: number, width: number, height: number, quality = PEXELS_QUALITY, grain = 28): Promise<Buffer> {
   const rand = mulberry32(seed * 7919 + width * 31 + height);
   const sw = Math.ceil(width / 8);
   const sh = Math.ceil(height / 8);
@@ -57,7 +60,7 @@ export interface KitPhoto { name: string; data: Buffer; width: number; height: n
  * n photos at Pexels sizes (or the given size), generated once and cached on disk by seed and size;
  * generated a few at a time so every core helps on the first run.
  */
-export async function photoSet(n: number, size: [number, number] | null = null, quality = 90,
+export async function photoSet(n: number, size: [number, number] | null = null, quality = PEXELS_QUALITY,
   onGenerate?: (done: number, total: number) => void): Promise<KitPhoto[]> {
   const dir = kitCacheDir();
   mkdirSync(dir, { recursive: true });
