@@ -130,7 +130,7 @@ async function main(): Promise<void> {
   process.stderr.write('bench: floors (one thread, from memory)\n');
   await bareFloor(photos.slice(0, 2), a.resolution, (s) => s.png()); // warm up code paths and allocator
   const decode = await decodeFloor(photos, a.resolution);
-  const bare = await bareFloor(photos, a.resolution, (s) => s.png({ compressionLevel: 3, adaptiveFiltering: false }));
+  const bare = await bareFloor(photos, a.resolution, (s) => s.png({ compressionLevel: 2, adaptiveFiltering: false }));
 
   const sweep: Point[] = [];
   for (const t of a.threads) {
@@ -154,8 +154,8 @@ async function main(): Promise<void> {
   }
   const pngLevels: { level: number; filtering: boolean; cpu_ms: number; kb: number }[] = [];
   const sample = photos.slice(0, Math.min(8, photos.length));
-  for (const [level, filtering] of [[0, false], [1, false], [2, false], [3, false], [6, false], [9, false], [3, true], [6, true]] as [number, boolean][]) {
-    if (a.quick && level !== 3 && level !== 6) continue;
+  for (const [level, filtering] of [[0, false], [1, false], [2, false], [3, false], [6, false], [9, false], [2, true], [6, true]] as [number, boolean][]) {
+    if (a.quick && level !== 2 && level !== 6) continue;
     const r = await bareFloor(sample, a.resolution, (s) => s.png({ compressionLevel: level, adaptiveFiltering: filtering }));
     pngLevels.push({ level, filtering, cpu_ms: r.cpu * 1000, kb: r.bytes / 1024 });
   }

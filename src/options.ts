@@ -27,6 +27,7 @@ export interface DownloadOptions {
   format: OutputFormat;
   quality: number;
   pngCompression: number;
+  pngFilter: boolean;
   threads: number;
   concurrency: number;
   chunkSize: number;

@@ -7,7 +7,7 @@ import type { OutputFormat, ResizeMode, Size } from './target-size.js';
 export { MIN_SIDE, PIXEL_LIMIT, roundHalfEven, targetSize } from './target-size.js';
 export type { OutputFormat, ResizeMode, Size } from './target-size.js';
 
-export interface EncodeOptions { format: OutputFormat; quality: number; pngCompression: number }
+export interface EncodeOptions { format: OutputFormat; quality: number; pngCompression: number; pngFilter: boolean }
 export interface ResizeOptions extends EncodeOptions { mode: ResizeMode; resolution: number }
 
 export interface ResizedImage {
@@ -71,7 +71,7 @@ function encoder(img: Sharp, opts: EncodeOptions): Sharp {
   switch (opts.format) {
     case 'jpeg': return img.jpeg({ quality: opts.quality, mozjpeg: false, chromaSubsampling: '4:2:0' });
     case 'webp': return img.webp({ quality: opts.quality, effort: 2 });
-    case 'png': return img.png({ compressionLevel: opts.pngCompression, adaptiveFiltering: false });
+    case 'png': return img.png({ compressionLevel: opts.pngCompression, adaptiveFiltering: opts.pngFilter });
   }
 }
 

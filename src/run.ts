@@ -87,7 +87,7 @@ export async function runDownload(o: DownloadOptions, hooks: RunHooks = {}): Pro
   const settle = (r: RowResult) => { log.append(r); progress.add(r); };
   const config: WorkerConfig = {
     out: path.resolve(o.out), tmpDir: path.resolve(tmpDir),
-    resize: { mode: o.resize, resolution: o.resolution, format: o.format, quality: o.quality, pngCompression: o.pngCompression },
+    resize: { mode: o.resize, resolution: o.resolution, format: o.format, quality: o.quality, pngCompression: o.pngCompression, pngFilter: o.pngFilter },
     policy: {
       timeoutMs: o.timeoutMs, maxBytes: o.maxBytes, retries: o.retries, backoffMs: o.backoffMs, userAgent: o.userAgent,
       allowPrivateNetwork: o.allowPrivateNetwork, ignoreOptOut: o.ignoreOptOut,

@@ -5,7 +5,7 @@ import type { ResizeOptions } from '../src/resize.js';
 import { RowError } from '../src/errors.js';
 import { pixelBombPng } from '../src/kit/hostile.js';
 
-const opts = (o: Partial<ResizeOptions> = {}): ResizeOptions => ({ mode: 'shortest-side', resolution: 128, format: 'png', quality: 95, pngCompression: 6, ...o });
+const opts = (o: Partial<ResizeOptions> = {}): ResizeOptions => ({ mode: 'shortest-side', resolution: 128, format: 'png', quality: 95, pngCompression: 2, pngFilter: false, ...o });
 
 function gradient(w: number, h: number, channels: 3 | 4 = 3, alpha = 255): Buffer {
   const buf = Buffer.alloc(w * h * channels);
@@ -103,5 +103,17 @@ describe('resizeImage', () => {
     const started = Date.now();
     expect(await code(resizeImage(png, opts()))).toBe('pixel_limit');
     expect(Date.now() - started).toBeLessThan(2000);
+  });
+});
+
+describe('PNG settings', () => {
+  it('--png-filter makes smooth images smaller; the pixels are the same', async () => {
+    const src = await sharp(gradient(800, 600), { raw: { width: 800, height: 600, channels: 3 } }).jpeg({ quality: 95 }).toBuffer();
+    const plain = await resizeImage(src, opts({ mode: 'none', format: 'png' }));
+    const filtered = await resizeImage(src, opts({ mode: 'none', format: 'png', pngFilter: true }));
+    expect(filtered.data.length).toBeLessThan(plain.data.length);
+    const a = await sharp(plain.data).raw().toBuffer();
+    const b = await sharp(filtered.data).raw().toBuffer();
+    expect(Buffer.compare(a, b)).toBe(0);
   });
 });
