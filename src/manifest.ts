@@ -87,6 +87,27 @@ export function latestSql(logs: string[]): string {
     WHERE row IS NOT NULL AND status IS NOT NULL) WHERE rn = 1`;
 }
 
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Remove temporary files (`*.tmp-<pid>`, `.pcb-write-test-<pid>`) left in a folder by a killed pcb;
+ * a live process's own (another shard's) are left alone.
+ */
+export function removeStaleTemps(dir: string): void {
+  if (!existsSync(dir)) return;
+  for (const name of readdirSync(dir)) {
+    const m = /(?:\.tmp-|^\.pcb-write-test-)(\d+)$/.exec(name);
+    if (m && Number(m[1]) !== process.pid && !isAlive(Number(m[1]))) rmSync(path.join(dir, name), { force: true });
+  }
+}
+
 /** SQL predicate: a failed row that a later run retries by default. */
 export const TRANSIENT_SQL = `(error IN ('timeout', 'network') OR (error = 'http_status' AND (http_status IN (408, 425, 429) OR http_status BETWEEN 500 AND 599)))`;
 

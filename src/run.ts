@@ -5,7 +5,7 @@ import type { DownloadOptions } from './options.js';
 import { Source, countRows, selectedRowsSql, streamTasks, taskSql } from './source.js';
 import type { Plan } from './source.js';
 import { ensureWritableDir } from './output.js';
-import { RowLog, STATE_DIR, allLogPaths, buildDoneTable, logPath, recordPaths, shardTag, writeRecords } from './manifest.js';
+import { RowLog, STATE_DIR, allLogPaths, buildDoneTable, logPath, recordPaths, removeStaleTemps, shardTag, writeRecords } from './manifest.js';
 import { RowPool } from './pool.js';
 import type { WorkerConfig } from './pool.js';
 import { createSharedBuffer } from './shared-limits.js';
@@ -65,6 +65,8 @@ export async function runDownload(o: DownloadOptions, hooks: RunHooks = {}): Pro
   const tmpDir = path.join(stateDir, `tmp${shardTag(o.shard) ? '.' + shardTag(o.shard) : ''}`);
   rmSync(tmpDir, { recursive: true, force: true });
   mkdirSync(tmpDir);
+  removeStaleTemps(o.out);
+  removeStaleTemps(stateDir);
   const record: RunRecord = {
     input: path.resolve(o.input), urlColumn: o.urlColumn, idColumn: o.idColumn,
     captionColumn: source.has(o.captionColumn) ? o.captionColumn : null,

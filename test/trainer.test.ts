@@ -129,4 +129,22 @@ describe('fit the trainer', () => {
     expect(human.stdout).toMatch(/estimate/);
     expect(human.stdout).toMatch(/█/);
   });
+
+  it('joins a list-typed fallback column with ", " when the caption is missing', async () => {
+    const dir = tmpDir();
+    const file = path.join(dir, 'lists.parquet');
+    await writeParquet(file, [
+      { id: 1, url: server.url(`/img/${photos[0].name}`), cogvlm_caption: null, tags: ['red', 'car', 'street'] },
+      { id: 2, url: server.url(`/img/${photos[1].name}`), cogvlm_caption: '', tags: [] },
+      { id: 3, url: server.url(`/img/${photos[2].name}`), cogvlm_caption: 'a caption', tags: ['x'] },
+    ], { id: 'BIGINT', url: 'VARCHAR', cogvlm_caption: 'VARCHAR', tags: 'VARCHAR[]' });
+    const out = path.join(dir, 'out');
+    const r = await runPcb(['download', file, '--out', out, '--allow-private-network', '--resolution', '128', '--quiet', '--json']);
+    expect(JSON.parse(r.stdout).ok).toBe(3);
+    expect(readFileSync(path.join(out, '1.txt'), 'utf8')).toBe('red, car, street');
+    expect(readFileSync(path.join(out, '2.txt'), 'utf8')).toBe('');
+    expect(readFileSync(path.join(out, '3.txt'), 'utf8')).toBe('a caption');
+    const m = await readParquet(path.join(out, 'manifest.parquet'));
+    expect(m.map((x) => x.caption_source)).toEqual(['fallback', 'none', 'primary']);
+  });
 });
