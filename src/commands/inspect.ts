@@ -18,12 +18,13 @@ export interface InspectOptions {
 }
 
 /**
- * Bytes per pixel, an estimate: source JPEGs measured on Pexels-like photos (the demo kit's photos at
- * quality 90 land near 0.2 B/px; real Pexels originals near 0.45), outputs measured on the kit's photos
- * after resize.
+ * Bytes per pixel, for estimates only. Originals: the dataset card's "over 7 TB" for ~567,000 photos of
+ * ~24 MP is about 0.5 B/px. Renditions and outputs: measured by `npm run bench` on the kit's photo-like
+ * JPEGs at 1536×1024 (imgix rendition 0.28 MB; PNG 4,423 KB, JPEG q95 416 KB, WebP 370 KB per image).
  */
-export const SOURCE_BYTES_PER_PIXEL = 0.45;
-export const OUTPUT_BYTES_PER_PIXEL: Record<OutputFormat, number> = { png: 1.6, jpeg: 0.32, webp: 0.18 };
+export const SOURCE_BYTES_PER_PIXEL = 0.5;
+export const RENDITION_BYTES_PER_PIXEL = 0.18;
+export const OUTPUT_BYTES_PER_PIXEL: Record<OutputFormat, number> = { png: 2.9, jpeg: 0.27, webp: 0.24 };
 
 /** W'·H' of targetSize() in SQL (round_even is Python's round), for the estimate over every row. */
 export function targetPixelsSql(mode: ResizeMode, res: number, w: string, h: string): string {
@@ -87,11 +88,12 @@ export async function inspectReport(input: string, o: InspectOptions): Promise<R
     const [est] = await q(`SELECT sum(${w} * ${h})::DOUBLE AS src_px, sum(${target})::DOUBLE AS out_px,
       count(*) FILTER (WHERE ${w} < 64 OR ${h} < 64)::DOUBLE AS too_small FROM ${scan} ${filt}`);
     // With an imgix rendition the download is about the size of the covering rendition, not the original.
-    const downloadPx = o.cdnResize === 'imgix' && o.resize !== 'none' ? Number(est.out_px) * 1.1 : Number(est.src_px);
+    const viaCdn = o.cdnResize === 'imgix' && o.resize !== 'none';
+    const downloadBytes = viaCdn ? Number(est.out_px) * 1.05 * RENDITION_BYTES_PER_PIXEL : Number(est.src_px) * SOURCE_BYTES_PER_PIXEL;
     report.estimate = {
-      label: 'estimate: bytes per pixel calibrated on photo-like JPEGs; real sizes vary with content',
+      label: 'estimate (bytes per pixel from the dataset card and the bench; real sizes vary with content)',
       resize: o.resize, resolution: o.resolution, format: o.format, cdn_resize: o.cdnResize,
-      download_bytes: Math.round(downloadPx * SOURCE_BYTES_PER_PIXEL),
+      download_bytes: Math.round(downloadBytes),
       output_bytes: Math.round(Number(est.out_px) * OUTPUT_BYTES_PER_PIXEL[o.format]),
       too_small_rows: Number(est.too_small),
     };
