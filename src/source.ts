@@ -1,4 +1,6 @@
 import { existsSync, statSync, openSync, readSync, closeSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
 import type { DuckDBConnection } from '@duckdb/node-api';
 import { FatalError, UsageError } from './errors.js';
@@ -9,7 +11,10 @@ import type { RowTask } from './result.js';
 export interface Column { name: string; type: string }
 
 export async function openDuckDB(threads = 2): Promise<DuckDBConnection> {
-  const db = await DuckDBInstance.create(':memory:', { threads: String(Math.max(1, threads)), memory_limit: '2GB' });
+  // Sorts larger than memory spill to the system's temp folder, not to `.tmp` in the user's working folder.
+  const db = await DuckDBInstance.create(':memory:', {
+    threads: String(Math.max(1, threads)), memory_limit: '2GB', temp_directory: path.join(os.tmpdir(), `pcb-duckdb-${process.pid}`),
+  });
   return db.connect();
 }
 
