@@ -49,7 +49,7 @@ function buildProgram(): Command {
     .addOption(new Option('--format <fmt>', 'png | jpeg | webp').default('png').argParser(choiceOption('--format', ['png', 'jpeg', 'webp'] as const)))
     .option('--quality <n>', 'jpeg/webp quality, 1-100', intOption('--quality', 1, 100), 95)
     .option('--png-compression <n>', 'PNG zlib level, 0-9: 2 is as small as sharp\'s default 6 on photos, and cheaper', intOption('--png-compression', 0, 9), 2)
-    .option('--png-filter', 'PNG adaptive row filtering: about half the bytes on photos for ~10-15 % more CPU', false)
+    .option('--png-filter', 'PNG adaptive row filtering: about half the bytes on photos for up to ~15 % more CPU', false)
     .option('-t, --threads <n>', 'worker threads [all available cores]', intOption('--threads', 1, 1024))
     .option('-c, --concurrency <n>', 'downloads in flight per thread', intOption('--concurrency', 1, 1024), 16)
     .option('--chunk-size <n>', 'rows read from DuckDB per step, rounded up to whole 2048-row vectors', intOption('--chunk-size', 1), 2048)
