@@ -63,6 +63,7 @@ export function canPassThrough(meta: Metadata, format: OutputFormat): boolean {
     && meta.space === 'srgb'
     && (meta.channels ?? 0) === 3
     && !meta.hasAlpha
+    && !meta.isPalette
     && (meta.pages ?? 1) === 1
     && isSrgbOrNoProfile(meta);
 }

@@ -84,6 +84,12 @@ describe('resizeImage', () => {
     const r = await resizeImage(src, opts({ mode: 'none', format: 'jpeg' }));
     expect(r.passthrough).toBe(true);
     expect(Buffer.compare(r.data, src)).toBe(0);
+    const palette = await sharp(gradient(300, 200), { raw: { width: 300, height: 200, channels: 3 } }).png({ palette: true }).toBuffer();
+    const fromPalette = await resizeImage(palette, opts({ mode: 'none', format: 'png' }));
+    expect(fromPalette.passthrough).toBe(false);
+    expect((await sharp(fromPalette.data).metadata()).isPalette).toBeFalsy();
+    const rgbPng = await sharp(gradient(300, 200), { raw: { width: 300, height: 200, channels: 3 } }).png().toBuffer();
+    expect(Buffer.compare((await resizeImage(rgbPng, opts({ mode: 'none', format: 'png' }))).data, rgbPng)).toBe(0);
     const png = await resizeImage(src, opts({ mode: 'none', format: 'png' }));
     expect(png.passthrough).toBe(false);
     expect(await outInfo(png.data)).toMatchObject({ format: 'png', width: 300, height: 200 });
