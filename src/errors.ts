@@ -11,12 +11,6 @@ export function isTransientHttpStatus(status: number): boolean {
   return status === 408 || status === 425 || status === 429 || (status >= 500 && status <= 599);
 }
 
-/** A settled row is retried by a later run when its failure may go away by itself. */
-export function isTransientFailure(error: ErrorCode | null, httpStatus: number | null): boolean {
-  if (error === 'timeout' || error === 'network') return true;
-  return error === 'http_status' && httpStatus !== null && isTransientHttpStatus(httpStatus);
-}
-
 /** A failure of one row, carried as data from the stage that found it to the manifest. */
 export class RowError extends Error {
   constructor(readonly code: ErrorCode, message: string, readonly httpStatus: number | null = null,

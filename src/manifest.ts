@@ -108,8 +108,11 @@ export function removeStaleTemps(dir: string): void {
   }
 }
 
-/** SQL predicate: a failed row that a later run retries by default. */
-export const TRANSIENT_SQL = `(error IN ('timeout', 'network') OR (error = 'http_status' AND (http_status IN (408, 425, 429) OR http_status BETWEEN 500 AND 599)))`;
+/**
+ * SQL predicate: a failed row that a later run retries by default. A write_error (disk full, a name
+ * taken) says nothing about the image, so a rerun tries it again too.
+ */
+export const TRANSIENT_SQL = `(error IN ('timeout', 'network', 'write_error') OR (error = 'http_status' AND (http_status IN (408, 425, 429) OR http_status BETWEEN 500 AND 599)))`;
 
 export const MANIFEST_COLUMNS = ['row', 'id', 'url', 'status', 'error', 'http_status', 'attempts', 'bytes', 'src_width', 'src_height', 'width', 'height', 'path', 'caption_source', 'ms'];
 

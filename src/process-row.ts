@@ -1,3 +1,5 @@
+import { rm } from 'node:fs/promises';
+import path from 'node:path';
 import type { Dispatcher } from 'undici';
 import { RowError } from './errors.js';
 import { failedResult } from './result.js';
@@ -81,10 +83,14 @@ export async function processRow(task: RowTask, ctx: RowContext): Promise<RowRes
     got.heldKiB = 0;
     const caption = chooseCaption(task.caption, task.fallback);
     const name = `${id}.${ctx.resize.format === 'jpeg' ? 'jpg' : ctx.resize.format}`;
+    let imageWritten = false;
     try {
       await writeAtomic(ctx.out, ctx.tmpDir, name, img.data);
+      imageWritten = true;
       await writeAtomic(ctx.out, ctx.tmpDir, `${id}.txt`, caption.text);
     } catch (err) {
+      // A row is done only with both files: an image whose caption could not be written goes too.
+      if (imageWritten) await rm(path.join(ctx.out, name), { force: true }).catch(() => undefined);
       throw new RowError('write_error', (err as Error).message);
     }
     return {

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import sharp from 'sharp';
 import { readParquet, runPcb, smallKit, tmpDir } from './helpers.js';
@@ -189,6 +189,21 @@ describe('politeness and deadlines', () => {
     // 10/s with a one-second burst: 20 requests need at least ~1 s.
     expect(times[times.length - 1] - times[0]).toBeGreaterThanOrEqual(850);
     expect(server.requests.find((q) => q.path.includes('?rps='))!.userAgent).toMatch(/^pcb\/\d+\.\d+\.\d+ \(\+https?:\/\//);
+  });
+
+  it('a file that cannot be written is write_error, and never leaves an image without its caption', async () => {
+    const dir = tmpDir();
+    const input = path.join(dir, 'in.parquet');
+    await writeParquet(input, [0, 1, 2].map((i) => datasetRow(i, server.url(`/img/${photos[i].name}`), 640, 480, { id: `w${i}` })), TEXT_IDS);
+    const out = path.join(dir, 'out');
+    mkdirSync(path.join(out, 'w0.png'), { recursive: true }); // the image's name is taken by a folder
+    mkdirSync(path.join(out, 'w1.txt'), { recursive: true }); // the caption's name is taken by a folder
+    const r = await runPcb(['download', input, '--out', out, '--allow-private-network', '--resolution', '128', '--quiet', '--json']);
+    expect(r.code).toBe(0);
+    const m = await readParquet(path.join(out, 'manifest.parquet'));
+    expect(m.map((x) => x.status === 'ok' ? 'ok' : x.error)).toEqual(['write_error', 'write_error', 'ok']);
+    expect(readdirSync(out).filter((f) => f.startsWith('w')).sort()).toEqual(['w0.png', 'w1.txt', 'w2.png', 'w2.txt']);
+    expect(statSync(path.join(out, 'w0.png')).isDirectory()).toBe(true);
   });
 
   it('cuts an endless chunked body off at --max-bytes without holding it in memory', async () => {
