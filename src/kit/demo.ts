@@ -30,6 +30,10 @@ async function demo(): Promise<number> {
   const out = path.join(root, 'demo-output');
   const args = ['download', parquet, '--out', out, '--allow-private-network', '--overwrite', ...process.argv.slice(2)];
   process.stderr.write(`demo: serving them on ${server.base}; running: pcb ${args.map((a) => (a.includes(' ') ? JSON.stringify(a) : a)).join(' ')}\n`);
+  // Ctrl-C reaches pcb too (same process group): keep serving while it finishes the rows in flight.
+  const ignore = () => undefined;
+  process.on('SIGINT', ignore);
+  process.on('SIGTERM', ignore);
   const code = await new Promise<number>((resolve) => {
     const child = spawn(path.join(root, 'bin', 'pcb'), args, { stdio: 'inherit' });
     child.on('exit', (c, sig) => resolve(c ?? (sig === 'SIGINT' ? 130 : 1)));
