@@ -142,7 +142,9 @@ function resolutionFor(mode: string, given: number | undefined): number {
 
 function downloadOptions(input: string, opts: Record<string, unknown>, cmd: Command): DownloadOptions {
   const shardCount = (opts.shardCount as number | undefined) ?? null;
-  const shard = (opts.shard as DownloadOptions['shard'] | undefined) ?? shardFromEnvironment(process.env, shardCount);
+  const given = (opts.shard as DownloadOptions['shard'] | undefined) ?? shardFromEnvironment(process.env, shardCount);
+  // 0/1 is the whole input: no shard files, no hash filter.
+  const shard = given && given.count > 1 ? given : null;
   const o: DownloadOptions = {
     input,
     out: String(opts.out),
@@ -187,7 +189,7 @@ function downloadOptions(input: string, opts: Record<string, unknown>, cmd: Comm
 }
 
 async function download(o: DownloadOptions): Promise<number> {
-  if (o.shard && o.shard.count > 1 && !o.json && !o.quiet) process.stderr.write(`pcb: shard ${o.shard.index}/${o.shard.count} (${o.shard.reason})\n`);
+  if (o.shard && !o.json && !o.quiet) process.stderr.write(`pcb: shard ${o.shard.index}/${o.shard.count} (${o.shard.reason})\n`);
   let signalCode = 0;
   const summary = await runDownload(o, {
     onStart: (stop) => {

@@ -9,7 +9,7 @@ import { ident, literal } from './sql.js';
 export const STATE_DIR = '.pcb';
 
 export function shardTag(shard: Shard | null): string {
-  return shard && shard.count > 1 ? `shard-${shard.index}-of-${shard.count}` : '';
+  return shard ? `shard-${shard.index}-of-${shard.count}` : '';
 }
 
 export function logPath(out: string, shard: Shard | null): string {

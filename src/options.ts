@@ -43,6 +43,7 @@ export interface DownloadOptions {
   allowPrivateNetwork: boolean;
   cdnResize: CdnResize;
   cdnHosts: string[];
+  /** null for the whole input (no --shard, or a count of 1). */
   shard: Shard | null;
   overwrite: boolean;
   retryFailed: boolean;

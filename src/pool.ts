@@ -32,8 +32,6 @@ export class RowPool {
     this.capacity = threads * config.concurrency + threads * 2;
   }
 
-  get size(): number { return this.inFlight.size; }
-
   private abandoned = false;
 
   async submit(task: RowTask): Promise<void> {

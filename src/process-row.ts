@@ -9,7 +9,7 @@ import { parseRowUrl } from './address.js';
 import { checkId, chooseCaption } from './row.js';
 import { download } from './download.js';
 import type { DownloadPolicy, Downloaded } from './download.js';
-import { probe, resizeImage } from './resize.js';
+import { orientedSize, probe, resizeImage } from './resize.js';
 import type { ResizeOptions } from './resize.js';
 import { writeAtomic } from './output.js';
 import { coveringWidth, imgixUrl } from './cdn.js';
@@ -46,10 +46,8 @@ async function fetchSource(url: URL, task: RowTask, ctx: RowContext): Promise<Do
   const small = await download(imgixUrl(url, plan.width), ctx.policy, ctx.agent, ctx.limits);
   if (small.data) {
     const meta = await ctx.cpu.use(() => probe(small.data!)).catch(() => null);
-    const w = meta?.width ?? 0;
-    const h = meta?.height ?? 0;
-    const [ow, oh] = (meta?.orientation ?? 1) >= 5 ? [h, w] : [w, h];
-    if (ow >= plan.need.width && oh >= plan.need.height) return small;
+    const got = meta ? orientedSize(meta) : null;
+    if (got && got.width >= plan.need.width && got.height >= plan.need.height) return small;
   }
   ctx.limits.releaseBytes(small.heldKiB);
   const full = await download(url, ctx.policy, ctx.agent, ctx.limits);

@@ -43,7 +43,8 @@ export async function probe(data: Buffer): Promise<Metadata> {
   }
 }
 
-function orientedSize(meta: Metadata): Size {
+/** Width and height as displayed: EXIF orientations 5-8 swap them. */
+export function orientedSize(meta: Metadata): Size {
   const w = meta.width ?? 0;
   const h = meta.height ?? 0;
   return (meta.orientation ?? 1) >= 5 ? { width: h, height: w } : { width: w, height: h };

@@ -1,8 +1,8 @@
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync, renameSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync, renameSync } from 'node:fs';
 import path from 'node:path';
 import { FatalError, RowError } from './errors.js';
 import type { DownloadOptions } from './options.js';
-import { Source, countRows, selectedRowsSql, streamTasks, taskSql } from './source.js';
+import { Source, countPlan, streamTasks } from './source.js';
 import type { Plan } from './source.js';
 import { ensureWritableDir } from './output.js';
 import { RowLog, STATE_DIR, allLogPaths, buildDoneTable, logPath, recordPaths, removeStaleTemps, shardTag, writeRecords } from './manifest.js';
@@ -81,8 +81,7 @@ export async function runDownload(o: DownloadOptions, hooks: RunHooks = {}): Pro
     where: o.where, shard: o.shard, limit: o.limit,
     doneTable: o.overwrite || !logs.length ? null : await buildDoneTable(source.conn, o.out, logs, o.retryFailed),
   };
-  const selected = await countRows(source, selectedRowsSql(source, plan));
-  const todo = plan.doneTable ? await countRows(source, taskSql(source, plan)) : selected;
+  const { selected, todo } = await countPlan(source, plan);
 
   const log = new RowLog(logPath(o.out, o.shard));
   const progress = new Progress(todo, { quiet: o.quiet || o.json, warn: !o.quiet, tty: Boolean(process.stderr.isTTY) });
@@ -136,7 +135,7 @@ export async function runDownload(o: DownloadOptions, hooks: RunHooks = {}): Pro
   }
 
   const dest = recordPaths(o.out, o.shard, o.manifest);
-  const recordLogs = o.shard && o.shard.count > 1 ? [logPath(o.out, o.shard)] : allLogPaths(o.out);
+  const recordLogs = o.shard ? [logPath(o.out, o.shard)] : allLogPaths(o.out);
   try {
     await writeRecords(source.conn, recordLogs, path.resolve(o.input), dest);
   } catch (err) {
@@ -144,26 +143,19 @@ export async function runDownload(o: DownloadOptions, hooks: RunHooks = {}): Pro
   }
   rmSync(tmpDir, { recursive: true, force: true });
   const wall = progress.elapsedS;
+  const cpu = process.cpuUsage();
   const processed = progress.done;
   return {
-    input: o.input, out: o.out, shard: o.shard && o.shard.count > 1 ? `${o.shard.index}/${o.shard.count}` : null,
-    shard_reason: o.shard && o.shard.count > 1 ? o.shard.reason : null,
+    input: o.input, out: o.out, shard: o.shard ? `${o.shard.index}/${o.shard.count}` : null, shard_reason: o.shard?.reason ?? null,
     selected, processed, ok: progress.ok, failed: progress.failed, skipped: selected - todo, errors: progress.errors,
     bytes_downloaded: progress.bytes, wall_s: wall, images_per_s: processed / Math.max(wall, 1e-3),
     images_per_s_per_thread: processed / Math.max(wall, 1e-3) / o.threads, threads: o.threads, concurrency: o.concurrency,
     interrupted: stopping, manifest: dest.manifest, metadata: dest.metadata, first_dispatch_s: firstDispatchS,
-    cpu_s: (() => { const u = process.cpuUsage(); return (u.user + u.system) / 1e6; })(),
+    cpu_s: (cpu.user + cpu.system) / 1e6,
     peak_rss_bytes: process.resourceUsage().maxRSS * 1024,
   };
 }
 
 function isValidId(id: string | null): boolean {
   try { checkId(id); return true; } catch { return false; }
-}
-
-/** Leftover temporary files of an earlier killed run, for tests and `pcb status`. */
-export function leftoverTemps(out: string): string[] {
-  const dir = path.join(out, STATE_DIR);
-  if (!existsSync(dir)) return [];
-  return readdirSync(dir).filter((d) => d.startsWith('tmp')).flatMap((d) => readdirSync(path.join(dir, d)).map((f) => path.join(dir, d, f)));
 }

@@ -91,8 +91,4 @@ export class SharedLimits {
   releaseBytes(kib: number): void {
     Atomics.sub(this.bytes, 0, kib);
   }
-
-  bytesInFlight(): number {
-    return Atomics.load(this.bytes, 0) * 1024;
-  }
 }

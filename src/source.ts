@@ -70,6 +70,11 @@ export class Source {
     return this.columns.find((c) => c.name === name)?.type;
   }
 
+  /** LIST (`VARCHAR[]`) and ARRAY (`VARCHAR[3]`) columns: captions from them are joined with ", ". */
+  isList(name: string): boolean {
+    return (this.type(name) ?? '').endsWith(']');
+  }
+
   /** Fatal when a required column is absent: names it and the columns that exist. */
   requireColumn(name: string, option: string): void {
     if (!this.has(name)) {
@@ -103,8 +108,7 @@ export interface Plan {
 /** Text of a caption column: lists joined with ", ", anything else cast to text. */
 function textExpr(source: Source, col: string | null): string {
   if (!col) return 'NULL::VARCHAR';
-  const t = source.type(col) ?? '';
-  if (/\[\]$|^LIST|^STRUCT/i.test(t) || t.endsWith(']')) return `array_to_string(${ident(col)}, ', ')`;
+  if (source.isList(col)) return `array_to_string(${ident(col)}, ', ')`;
   return `CAST(${ident(col)} AS VARCHAR)`;
 }
 
@@ -115,7 +119,7 @@ function numberExpr(source: Source, col: string): string {
 /** The rows of the plan, in input order: where → shard → limit, then minus the done set. */
 export function selectedRowsSql(source: Source, plan: Plan): string {
   const filters = [plan.where ? `(${plan.where})` : 'TRUE'];
-  if (plan.shard && plan.shard.count > 1) filters.push(shardPredicate(ident(plan.idColumn), plan.shard));
+  if (plan.shard) filters.push(shardPredicate(ident(plan.idColumn), plan.shard));
   return `SELECT file_row_number AS __row, * FROM ${source.scan} WHERE ${filters.join(' AND ')}
     ORDER BY file_row_number ${plan.limit !== null ? `LIMIT ${plan.limit}` : ''}`;
 }
@@ -158,7 +162,15 @@ export async function* streamTasks(source: Source, plan: Plan, chunkSize: number
   if (batch.length) yield batch;
 }
 
-export async function countRows(source: Source, sql: string): Promise<number> {
-  const r = await source.conn.runAndReadAll(`SELECT count(*)::DOUBLE AS n FROM (${sql})`);
-  return Number(r.getRowObjectsJS()[0].n);
+/**
+ * Rows the plan selects (where → shard → limit) and how many of them are not done yet, in one pass over
+ * the row numbers: the caption columns and the duplicate window are left to the stream.
+ */
+export async function countPlan(source: Source, plan: Plan): Promise<{ selected: number; todo: number }> {
+  const sql = plan.doneTable
+    ? `SELECT count(*)::DOUBLE AS selected, count(*) FILTER (WHERE d.row IS NULL)::DOUBLE AS todo
+       FROM (${selectedRowsSql(source, plan)}) s LEFT JOIN ${plan.doneTable} d ON d.row = s.__row`
+    : `SELECT count(*)::DOUBLE AS selected, count(*)::DOUBLE AS todo FROM (${selectedRowsSql(source, plan)})`;
+  const [r] = (await source.conn.runAndReadAll(sql)).getRowObjectsJS();
+  return { selected: Number(r.selected), todo: Number(r.todo) };
 }

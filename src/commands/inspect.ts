@@ -44,18 +44,16 @@ export async function inspectReport(input: string, o: InspectOptions): Promise<R
   const c = source.conn;
   const scan = `read_parquet('${input.replace(/'/g, "''")}')`;
   const q = async (sql: string) => (await c.runAndReadAll(sql)).getRowObjectsJS();
-  const nonEmpty = (col: string) => {
-    if (!source.has(col)) return 'NULL';
-    const t = source.type(col) ?? '';
-    return t.endsWith(']') ? `count(*) FILTER (WHERE len(${ident(col)}) > 0)::DOUBLE` : `count(*) FILTER (WHERE trim(CAST(${ident(col)} AS VARCHAR)) <> '')::DOUBLE`;
+  // A present column's "has a value" test: a non-empty list, or non-blank text.
+  const filled = (col: string) => (source.isList(col) ? `coalesce(len(${ident(col)}), 0) > 0` : `trim(coalesce(CAST(${ident(col)} AS VARCHAR), '')) <> ''`);
+  const countWhere = (cols: string[]) => {
+    const present = cols.filter((c) => source.has(c));
+    return present.length ? `count(*) FILTER (WHERE ${present.map(filled).join(' OR ')})::DOUBLE` : 'NULL';
   };
   const cap = o.captionColumn;
   const fb = o.fallbackCaptionColumn;
-  const either = source.has(cap) && source.has(fb)
-    ? `count(*) FILTER (WHERE trim(coalesce(CAST(${ident(cap)} AS VARCHAR), '')) <> '' OR ${source.type(fb)?.endsWith(']') ? `len(${ident(fb)}) > 0` : `trim(coalesce(CAST(${ident(fb)} AS VARCHAR), '')) <> ''`})::DOUBLE`
-    : source.has(cap) ? nonEmpty(cap) : source.has(fb) ? nonEmpty(fb) : 'NULL';
-  const [counts] = await q(`SELECT count(*)::DOUBLE AS rows, ${nonEmpty(cap)} AS caption, ${nonEmpty(fb)} AS fallback, ${either} AS any_caption,
-    ${source.has(o.urlColumn) ? `count(*) FILTER (WHERE trim(coalesce(CAST(${ident(o.urlColumn)} AS VARCHAR), '')) <> '')::DOUBLE` : 'NULL'} AS with_url FROM ${scan}`);
+  const [counts] = await q(`SELECT count(*)::DOUBLE AS rows, ${countWhere([cap])} AS caption, ${countWhere([fb])} AS fallback,
+    ${countWhere([cap, fb])} AS any_caption, ${countWhere([o.urlColumn])} AS with_url FROM ${scan}`);
   const rows = Number(counts.rows);
   const kept = o.where ? Number((await q(`SELECT count(*)::DOUBLE AS n FROM ${scan} WHERE (${o.where})`))[0].n) : rows;
   const report: Record<string, unknown> = {

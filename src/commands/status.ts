@@ -3,7 +3,7 @@ import path from 'node:path';
 import { FatalError } from '../errors.js';
 import { STATE_DIR, TRANSIENT_SQL, allLogPaths, latestSql, buildDoneTable } from '../manifest.js';
 import { readRunRecord } from '../run.js';
-import { Source, countRows, taskSql, selectedRowsSql } from '../source.js';
+import { Source, countPlan, openDuckDB } from '../source.js';
 
 export interface StatusReport {
   out: string;
@@ -23,7 +23,7 @@ export async function statusReport(out: string, inputOverride: string | null): P
   const run = readRunRecord(out);
   const input = inputOverride ?? run?.input ?? null;
   const source = input ? await Source.open(input) : null;
-  const conn = source?.conn ?? (await (await import('../source.js')).openDuckDB());
+  const conn = source?.conn ?? (await openDuckDB());
   const report: StatusReport = { out, input, ok: 0, failed: 0, failed_permanent: {}, failed_transient: {}, selected: null, left: null };
   if (logs.length) {
     const rows = (await conn.runAndReadAll(`SELECT status, error, ${TRANSIENT_SQL} AS transient, count(*)::DOUBLE AS n
@@ -41,8 +41,9 @@ export async function statusReport(out: string, inputOverride: string | null): P
       urlColumn: run.urlColumn, idColumn: run.idColumn, captionColumn: run.captionColumn, fallbackColumn: run.fallbackCaptionColumn,
       where: run.where, shard: null, limit: run.limit, doneTable: logs.length ? await buildDoneTable(conn, out, logs, false) : null,
     };
-    report.selected = await countRows(source, selectedRowsSql(source, plan));
-    report.left = plan.doneTable ? await countRows(source, taskSql(source, plan)) : report.selected;
+    const counts = await countPlan(source, plan);
+    report.selected = counts.selected;
+    report.left = counts.todo;
   }
   return report;
 }
