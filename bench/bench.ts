@@ -3,8 +3,7 @@
  *   npm run bench -- --threads 1,2,8,16 --images 200 --concurrency 4,16
  * Writes a table to stdout and bench/results/<date>-<host>.{json,md,svg} (plus latest.*).
  */
-import { spawn } from 'node:child_process';
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
@@ -17,15 +16,17 @@ import { projectRoot } from '../src/version.js';
 import { targetSize } from '../src/resize.js';
 import type { Summary } from '../src/progress.js';
 import { renderChart } from './chart.js';
+import { cpuNow, runPcbDownload } from './spawn.js';
+import { photoBench } from './photos.js';
 
-interface Args { images: number; threads: number[]; concurrency: number[]; resolution: number; quick: boolean }
+interface Args { images: number; threads: number[]; concurrency: number[]; resolution: number; quick: boolean; photos: string | null; photosOnly: boolean }
 
 function parseArgs(argv: string[]): Args {
   const cores = os.availableParallelism();
   const sweep: number[] = [];
   for (let t = 1; t < cores; t *= 2) sweep.push(t);
   sweep.push(cores);
-  const a: Args = { images: 60, threads: sweep, concurrency: [1, 2, 4, 16], resolution: 1024, quick: false };
+  const a: Args = { images: 60, threads: sweep, concurrency: [1, 2, 4, 16], resolution: 1024, quick: false, photos: null, photosOnly: false };
   for (let i = 0; i < argv.length; i++) {
     const v = argv[i + 1];
     if (argv[i] === '--images') { a.images = Number(v); i++; }
@@ -33,7 +34,13 @@ function parseArgs(argv: string[]): Args {
     else if (argv[i] === '--concurrency') { a.concurrency = v.split(',').map(Number); i++; }
     else if (argv[i] === '--resolution') { a.resolution = Number(v); i++; }
     else if (argv[i] === '--quick') a.quick = true;
-    else { process.stderr.write(`bench: unknown argument ${argv[i]} (use --images N --threads 1,2,4 --concurrency 1,4,16 --resolution 1024 --quick)\n`); process.exit(2); }
+    else if (argv[i] === '--photos') { a.photos = v; i++; }
+    else if (argv[i] === '--photos-only') { a.photos = v; a.photosOnly = true; i++; }
+    else { process.stderr.write(`bench: unknown argument ${argv[i]} (use --images N --threads 1,2,4 --concurrency 1,4,16 --resolution 1024 --quick --photos <dir> --photos-only <dir>)\n`); process.exit(2); }
+  }
+  if (a.photos !== null && !existsSync(a.photos)) {
+    process.stderr.write(`bench: --photos ${a.photos} does not exist (bench/fetch-photos.sh fetches Debian's wallpapers into .cache/photos)\n`);
+    process.exit(2);
   }
   if (!(a.images > 0) || a.threads.some((t) => !(t > 0)) || a.concurrency.some((c) => !(c > 0))) {
     process.stderr.write('bench: --images, --threads and --concurrency take positive numbers\n');
@@ -43,16 +50,6 @@ function parseArgs(argv: string[]): Args {
 }
 
 const ROOT = projectRoot();
-const cpuNow = () => { const u = process.cpuUsage(); return (u.user + u.system) / 1e6; };
-
-function runPcb(args: string[]): Promise<Summary> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(path.join(ROOT, 'bin', 'pcb'), ['download', ...args, '--json', '--quiet'], { stdio: ['ignore', 'pipe', 'inherit'] });
-    let out = '';
-    child.stdout.on('data', (d) => { out += d; });
-    child.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out) as Summary) : reject(new Error(`pcb exited ${code}`))));
-  });
-}
 
 /** (a) decode floor: each JPEG decoded to pixels at the pipeline's shrink-on-load scale, one thread, nothing else. */
 async function decodeFloor(photos: KitPhoto[], res: number): Promise<number> {
@@ -91,7 +88,7 @@ async function point(server: KitServer, input: string, label: string, extra: str
   const out = path.join(work, `out-${label}`);
   rmSync(out, { recursive: true, force: true });
   const s0 = server.cpuSeconds();
-  const s = await runPcb([input, '--out', out, '--allow-private-network', '--threads', String(threads), '--concurrency', String(concurrency), '--format', format, ...extra]);
+  const s = await runPcbDownload([input, '--out', out, '--allow-private-network', '--threads', String(threads), '--concurrency', String(concurrency), '--format', format, ...extra]);
   const serverCpu = server.cpuSeconds() - s0;
   const { execSync } = await import('node:child_process');
   const outBytes = Number(execSync(`du -sb --exclude=.pcb --exclude='*.parquet' --exclude='*.txt' ${JSON.stringify(out)}`).toString().split('\t')[0]);
@@ -116,10 +113,20 @@ async function main(): Promise<void> {
   sharp.concurrency(1);
   sharp.cache(false);
   const started = Date.now();
-  process.stderr.write(`bench: ${a.images} photo-like JPEGs at Pexels sizes (24 MP; generated once, cached in .cache/kit)\n`);
-  const photos = await photoSet(a.images, null, PEXELS_QUALITY, (d, t) => { if (d % 10 === 0) process.stderr.write(`bench:   generated ${d}/${t}\n`); });
+  const dir = path.join(ROOT, 'bench', 'results');
+  mkdirSync(dir, { recursive: true });
   const work = path.join(ROOT, '.cache', 'bench');
   mkdirSync(work, { recursive: true });
+  const full = Math.max(...a.threads);
+  const real = a.photos ? await photoBench(a.photos, a.resolution, full, work) : null;
+  if (real && a.photosOnly) {
+    writeFileSync(path.join(dir, 'photos-latest.md'), real.md + '\n');
+    writeFileSync(path.join(dir, 'photos-latest.json'), JSON.stringify(real.result, null, 2) + '\n');
+    process.stdout.write(real.md + '\n\nwritten: bench/results/photos-latest.{md,json}\n');
+    return;
+  }
+  process.stderr.write(`bench: ${a.images} photo-like JPEGs at Pexels sizes (24 MP; generated once, cached in .cache/kit)\n`);
+  const photos = await photoSet(a.images, null, PEXELS_QUALITY, (d, t) => { if (d % 10 === 0) process.stderr.write(`bench:   generated ${d}/${t}\n`); });
   const server = await new KitServer().start();
   for (const p of photos) server.put(p.name, p.data);
   const input = path.join(work, 'bench.parquet');
@@ -147,7 +154,6 @@ async function main(): Promise<void> {
   }
   const one = sweep.find((p) => p.threads === 1) ?? sweep[0];
   for (const p of sweep) p.efficiency = p.images_per_s / (one.images_per_s / one.threads * p.threads);
-  const full = Math.max(...a.threads);
 
   const formats: Point[] = [];
   if (!a.quick) {
@@ -194,7 +200,7 @@ async function main(): Promise<void> {
       pipeline_over_bare: best.steady_cpu_per_image_s! / bare.cpu, pipeline_over_decode: best.steady_cpu_per_image_s! / decode,
       one_thread_over_bare: one.steady_cpu_per_image_s! / bare.cpu, whole_run_over_bare: best.cpu_per_image_s / bare.cpu,
     },
-    sweep, formats, png_levels: pngLevels, concurrency: conc, cdn, bench_wall_s: (Date.now() - started) / 1000,
+    sweep, formats, png_levels: pngLevels, concurrency: conc, cdn, real_photos: real?.result ?? null, bench_wall_s: (Date.now() - started) / 1000,
   };
   const f2 = (n: number) => n.toFixed(2);
   const md = [
@@ -218,11 +224,10 @@ async function main(): Promise<void> {
     ...(conc.length ? ['', table(conc, [['concurrency', (p) => String(p.concurrency)], ['img/s', (p) => f2(p.images_per_s)], ['CPU-s per wall-s', (p) => f2(p.cpu_per_wall)], ['peak RSS MB', (p) => p.peak_rss_mb.toFixed(0)]])] : []),
     ...(cdn.length ? ['', table(cdn, [['source', (p) => p.label], ['img/s', (p) => f2(p.images_per_s)], ['MB downloaded/img', (p) => f2(p.downloaded_per_image / 1e6)], ['pcb CPU ms/img', (p) => (p.cpu_per_image_s * 1000).toFixed(0)]]),
       '(imgix renditions are made by the loopback server once and cached, as a CDN would; its CPU is not pcb\'s)'] : []),
+    ...(real ? ['', real.md] : []),
     '',
     `bench wall time ${result.bench_wall_s.toFixed(0)} s`,
   ].join('\n');
-  const dir = path.join(ROOT, 'bench', 'results');
-  mkdirSync(dir, { recursive: true });
   const stem = `${result.date.slice(0, 10)}-${result.host}`;
   const svg = renderChart(sweep.map((p) => ({ threads: p.threads, ips: p.images_per_s, ipsPerThread: p.images_per_s_per_thread, ipcs: 1 / (p.steady_cpu_per_image_s ?? p.cpu_per_image_s) })),
     { bare: 1 / bare.cpu, decode: 1 / decode });

@@ -4,6 +4,12 @@ import { resizeImage } from '../src/resize.js';
 import type { ResizeOptions } from '../src/resize.js';
 import { RowError } from '../src/errors.js';
 import { pixelBombPng } from '../src/kit/hostile.js';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { KitServer } from '../src/kit/server.js';
+import { datasetRow, writeParquet } from '../src/kit/dataset.js';
+import { PNG_DEFAULTS } from '../src/options.js';
+import { runPcb, tmpDir } from './helpers.js';
 
 const opts = (o: Partial<ResizeOptions> = {}): ResizeOptions => ({ mode: 'shortest-side', resolution: 128, format: 'png', quality: 95, pngCompression: 2, pngFilter: false, ...o });
 
@@ -121,5 +127,34 @@ describe('PNG settings', () => {
     const a = await sharp(plain.data).raw().toBuffer();
     const b = await sharp(filtered.data).raw().toBuffer();
     expect(Buffer.compare(a, b)).toBe(0);
+  });
+});
+
+describe('the default PNG', () => {
+  it('bin/pcb writes it filtered at zlib 6: within 1.05x of that reference encoding, far under an unfiltered one, same pixels', async () => {
+    const src = await sharp(gradient(1200, 800), { raw: { width: 1200, height: 800, channels: 3 } }).jpeg({ quality: 95 }).toBuffer();
+    const server = await new KitServer().start();
+    try {
+      server.put('smooth.jpg', src);
+      const dir = tmpDir();
+      const input = path.join(dir, 'in.parquet');
+      await writeParquet(input, [datasetRow(0, server.url('/img/smooth.jpg'), 1200, 800)]);
+      const out = path.join(dir, 'out');
+      const r = await runPcb(['download', input, '--out', out, '--allow-private-network', '--resolution', '512', '--quiet']);
+      expect(r.code).toBe(0);
+      const written = readFileSync(path.join(out, '1000000.png'));
+      const { data: pixels, info } = await sharp(written).raw().toBuffer({ resolveWithObject: true });
+      expect([info.width, info.height, info.channels]).toEqual([768, 512, 3]);
+      const raw = { raw: { width: info.width, height: info.height, channels: 3 as const } };
+      const chosen = await sharp(pixels, raw).png({ compressionLevel: 6, adaptiveFiltering: true }).toBuffer();
+      const unfiltered = await sharp(pixels, raw).png({ compressionLevel: 2, adaptiveFiltering: false }).toBuffer();
+      expect(PNG_DEFAULTS).toEqual({ compression: 6, filter: true });
+      expect(written.length).toBeLessThanOrEqual(chosen.length * 1.05);
+      expect(written.length).toBeLessThan(unfiltered.length * 0.8);
+      // Lossless: the resized pixels decode back the same from either encoding.
+      expect(Buffer.compare(await sharp(chosen).raw().toBuffer(), pixels)).toBe(0);
+    } finally {
+      await server.stop();
+    }
   });
 });

@@ -19,12 +19,13 @@ export interface InspectOptions {
 
 /**
  * Bytes per pixel, for estimates only. Originals: the dataset card's "over 7 TB" for ~567,000 photos of
- * ~24 MP is about 0.5 B/px. Renditions and outputs: measured by `npm run bench` on the kit's photo-like
- * JPEGs at 1536×1024 (imgix rendition 0.28 MB; PNG 4,423 KB, JPEG q95 416 KB, WebP 370 KB per image).
+ * ~24 MP is about 0.5 B/px. PNG: the default (adaptive filter, zlib 6) measured by `npm run bench:photos`
+ * on 30 real photographs at 1024 px (1,816 KB for 1.69 MP). Renditions, JPEG and WebP: measured by
+ * `npm run bench` on the kit's photo-like JPEGs at 1536×1024 (imgix 0.28 MB; JPEG q95 416 KB, WebP 370 KB).
  */
 export const SOURCE_BYTES_PER_PIXEL = 0.5;
 export const RENDITION_BYTES_PER_PIXEL = 0.18;
-export const OUTPUT_BYTES_PER_PIXEL: Record<OutputFormat, number> = { png: 2.9, jpeg: 0.27, webp: 0.24 };
+export const OUTPUT_BYTES_PER_PIXEL: Record<OutputFormat, number> = { png: 1.1, jpeg: 0.27, webp: 0.24 };
 
 /** W'·H' of targetSize() in SQL (round_even is Python's round), for the estimate over every row. */
 export function targetPixelsSql(mode: ResizeMode, res: number, w: string, h: string): string {
@@ -89,7 +90,7 @@ export async function inspectReport(input: string, o: InspectOptions): Promise<R
     const viaCdn = o.cdnResize === 'imgix' && o.resize !== 'none';
     const downloadBytes = viaCdn ? Number(est.out_px) * 1.05 * RENDITION_BYTES_PER_PIXEL : Number(est.src_px) * SOURCE_BYTES_PER_PIXEL;
     report.estimate = {
-      label: 'estimate (bytes per pixel from the dataset card and the bench; real sizes vary with content)',
+      label: 'estimate (bytes per pixel: originals from the dataset card, PNG measured on real photographs, the rest on the bench kit; real sizes vary with content)',
       resize: o.resize, resolution: o.resolution, format: o.format, cdn_resize: o.cdnResize,
       download_bytes: Math.round(downloadBytes),
       output_bytes: Math.round(Number(est.out_px) * OUTPUT_BYTES_PER_PIXEL[o.format]),
