@@ -1,6 +1,6 @@
 import { Agent, buildConnector } from 'undici';
 import type { Dispatcher } from 'undici';
-import { RowError, isTransientHttpStatus } from './errors.js';
+import { RowError, isTransient } from './errors.js';
 import { checkLiteralHost, isBlockedAddress } from './address.js';
 import type { SharedLimits } from './shared-limits.js';
 
@@ -22,7 +22,7 @@ export interface Downloaded {
   data: Buffer | null;
   error: RowError | null;
   httpStatus: number | null;
-  /** Requests made for the row, retries included. */
+  /** Attempts that sent a request, retries included; one refused before any request counts 0. */
   attempts: number;
   bytes: number;
   /** KiB counted against the shared memory budget; give back once the bytes are processed. */
@@ -114,7 +114,7 @@ interface Attempt { data: Buffer; httpStatus: number; bytes: number }
 
 /** One attempt: the whole redirect chain and the body under one deadline. */
 async function attemptOnce(url: URL, policy: DownloadPolicy, agent: Dispatcher, limits: SharedLimits,
-  held: { kib: number; bytes: number }): Promise<Attempt> {
+  held: { kib: number; bytes: number; sent: number }): Promise<Attempt> {
   let signal: AbortSignal | null = null;
   let current = url;
   for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
@@ -122,6 +122,7 @@ async function attemptOnce(url: URL, policy: DownloadPolicy, agent: Dispatcher, 
     const release = await limits.acquireHost(current.host);
     // The deadline starts once the first connection slot is ours: waiting for politeness is not the server's fault.
     signal ??= AbortSignal.timeout(policy.timeoutMs);
+    held.sent++;
     try {
       const res = await agent.request({
         origin: current.origin,
@@ -172,7 +173,10 @@ async function attemptOnce(url: URL, policy: DownloadPolicy, agent: Dispatcher, 
       }
       return { data: Buffer.concat(chunks, size), httpStatus: status, bytes: size };
     } catch (err) {
-      throw classifyNetworkError(err);
+      const e = classifyNetworkError(err);
+      // Refused at connect by the address policy: the request never left.
+      if (e.code === 'blocked_address') held.sent--;
+      throw e;
     } finally {
       release();
     }
@@ -185,17 +189,17 @@ export async function download(url: URL, policy: DownloadPolicy, agent: Dispatch
   let attempts = 0;
   let bytes = 0;
   for (let attempt = 0; ; attempt++) {
-    const held = { kib: await limits.reserveMemory(), bytes: 0 };
+    const held = { kib: await limits.reserveMemory(), bytes: 0, sent: 0 };
     await limits.takeRequestToken();
-    attempts++;
     try {
       const got = await attemptOnce(url, policy, agent, limits, held);
-      return { data: got.data, error: null, httpStatus: got.httpStatus, attempts, bytes: bytes + got.bytes, heldKiB: held.kib };
+      return { data: got.data, error: null, httpStatus: got.httpStatus, attempts: attempts + 1, bytes: bytes + got.bytes, heldKiB: held.kib };
     } catch (err) {
+      if (held.sent > 0) attempts++;
       limits.releaseBytes(held.kib);
       bytes += held.bytes;
       const e = classifyNetworkError(err);
-      const transient = e.code === 'timeout' || e.code === 'network' || (e.code === 'http_status' && isTransientHttpStatus(e.httpStatus ?? 0));
+      const transient = isTransient(e.code, e.httpStatus);
       const tooLong = e.retryAfterMs !== null && e.retryAfterMs > MAX_RETRY_AFTER_MS;
       if (!transient || attempt >= policy.retries || tooLong) {
         return { data: null, error: e, httpStatus: e.httpStatus, attempts, bytes, heldKiB: 0 };

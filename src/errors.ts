@@ -2,13 +2,30 @@
 export const ERROR_CODES = [
   'missing_url', 'bad_url', 'blocked_address', 'opted_out', 'bad_id', 'duplicate_id',
   'http_status', 'timeout', 'network', 'too_many_redirects', 'too_large', 'not_an_image',
-  'decode_error', 'pixel_limit', 'too_small', 'write_error',
+  'decode_error', 'pixel_limit', 'too_small', 'write_error', 'internal_error',
 ] as const;
 export type ErrorCode = (typeof ERROR_CODES)[number];
 
-/** HTTP statuses worth another try: request timeout, too early, too many requests, server errors. */
+/** Failures worth another try within a run (with backoff) and by the next run. */
+export const TRANSIENT_CODES: readonly ErrorCode[] = ['timeout', 'network'];
+/** HTTP statuses worth another try: request timeout, too early, too many requests; and every 5xx. */
+export const TRANSIENT_HTTP_STATUSES: readonly number[] = [408, 425, 429];
+/** Failures a rerun retries although the run itself did not: a failed write says nothing about the image. */
+export const RERUN_RETRIED_CODES: readonly ErrorCode[] = [...TRANSIENT_CODES, 'write_error'];
+
 export function isTransientHttpStatus(status: number): boolean {
-  return status === 408 || status === 425 || status === 429 || (status >= 500 && status <= 599);
+  return TRANSIENT_HTTP_STATUSES.includes(status) || (status >= 500 && status <= 599);
+}
+
+/** Is this failure retried within the run? */
+export function isTransient(code: ErrorCode, httpStatus: number | null): boolean {
+  return TRANSIENT_CODES.includes(code) || (code === 'http_status' && isTransientHttpStatus(httpStatus ?? 0));
+}
+
+/** The same rule as SQL over a log's `error` and `http_status` columns, for a rerun's done set and `status`. */
+export function rerunRetriedSql(): string {
+  const codes = RERUN_RETRIED_CODES.map((c) => `'${c}'`).join(', ');
+  return `(error IN (${codes}) OR (error = 'http_status' AND (http_status IN (${TRANSIENT_HTTP_STATUSES.join(', ')}) OR http_status BETWEEN 500 AND 599)))`;
 }
 
 /** A failure of one row, carried as data from the stage that found it to the manifest. */

@@ -101,19 +101,36 @@ function buildProgram(): Command {
     });
 
   program.command('config')
-    .description("print the trainer's dataloader JSON entry (SimpleTuner) for an output folder")
-    .requiredOption('-o, --out <dir>', 'the folder pcb download wrote')
+    .description("print the trainer's dataloader JSON entry (SimpleTuner) for an output folder; on stderr, how many images it would exclude")
+    .argument('[out]', 'the folder pcb download wrote')
+    .option('-o, --out <dir>', 'the folder pcb download wrote (or as the argument)')
     .option('--id <name>', 'dataset id [the folder name]')
     .addOption(new Option('--caption-strategy <s>', 'parquet | textfile').default('parquet').argParser(choiceOption('--caption-strategy', ['parquet', 'textfile'] as const)))
     .option('--resolution <n>', 'trainer resolution [1.0 for area, the pixels for shortest-side]', numberOption('--resolution', 0))
     .addOption(new Option('--resolution-type <t>', 'area | pixel').argParser(choiceOption('--resolution-type', ['area', 'pixel'] as const)))
     .option('--cache-dir-vae <dir>', 'VAE cache folder [<out>/../cache/vae/<id>]')
-    .action(async (opts: Record<string, unknown>) => {
+    .option('--cache-dir-text <dir>', 'text embeds cache folder, with --full [<out>/../cache/text/<id>]')
+    .option('--full', 'print a whole multidatabackend.json list: the image entry and a default text_embeds entry', false)
+    .action(async (outArg: string | undefined, opts: Record<string, unknown>) => {
+      const out = outArg ?? (opts.out as string | undefined);
+      if (!out) throw new UsageError('pcb config needs the output folder: pcb config <out>');
       await runConfig({
-        out: String(opts.out), id: (opts.id as string | undefined) ?? null, captionStrategy: opts.captionStrategy as 'parquet' | 'textfile',
+        out, id: (opts.id as string | undefined) ?? null, captionStrategy: opts.captionStrategy as 'parquet' | 'textfile',
         resolution: (opts.resolution as number | undefined) ?? null, resolutionType: (opts.resolutionType as 'area' | 'pixel' | undefined) ?? null,
-        cacheDirVae: (opts.cacheDirVae as string | undefined) ?? null,
+        cacheDirVae: (opts.cacheDirVae as string | undefined) ?? null, cacheDirText: (opts.cacheDirText as string | undefined) ?? null, full: Boolean(opts.full),
       });
+    });
+
+  program.command('verify')
+    .description('check the records against the disk, both ways: every ok row\'s image and caption, every image on disk')
+    .argument('<out>', 'the folder pcb download wrote')
+    .option('--fix', 'mark disagreeing rows so the next pcb download redoes them; move stray images into .pcb/stray/', false)
+    .option('--deep', 'decode every image fully (default: headers only)', false)
+    .option('--json', 'print as JSON', false)
+    .action(async (out: string, opts: Record<string, unknown>) => {
+      // sharp is loaded only here: the main thread of a download never needs it.
+      const { runVerify } = await import('./commands/verify.js');
+      process.exitCode = await runVerify(out, { fix: Boolean(opts.fix), deep: Boolean(opts.deep), json: Boolean(opts.json) });
     });
 
   program.command('status')
@@ -193,6 +210,7 @@ async function download(o: DownloadOptions): Promise<number> {
   if (o.shard && !o.json && !o.quiet) process.stderr.write(`pcb: shard ${o.shard.index}/${o.shard.count} (${o.shard.reason})\n`);
   let signalCode = 0;
   const summary = await runDownload(o, {
+    warn: (msg) => { if (!o.quiet) process.stderr.write(`pcb: warning: ${msg}\n`); },
     onStart: (stop) => {
       const handler = (sig: NodeJS.Signals) => {
         const code = sig === 'SIGINT' ? 130 : 143;

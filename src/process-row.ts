@@ -3,7 +3,7 @@ import path from 'node:path';
 import type { Dispatcher } from 'undici';
 import { RowError } from './errors.js';
 import { failedResult } from './result.js';
-import type { RowResult, RowTask } from './result.js';
+import type { ImageSource, RowResult, RowTask } from './result.js';
 export type { RowResult, RowTask } from './result.js';
 import { parseRowUrl } from './address.js';
 import { checkId, chooseCaption } from './row.js';
@@ -38,20 +38,29 @@ export interface RowContext extends RowSettings {
   cpu: Semaphore;
 }
 
-/** Fetch the CDN's smaller rendition when it still covers the target; otherwise (or on any doubt) the original. */
-async function fetchSource(url: URL, task: RowTask, ctx: RowContext): Promise<Downloaded> {
-  const plan = ctx.cdnResize === 'imgix' && ctx.cdnHosts.includes(url.hostname)
+/**
+ * Fetch the CDN's smaller rendition when it still covers the target; otherwise (or on any doubt) the
+ * original. `source` says which was used (null without --cdn-resize).
+ */
+async function fetchSource(url: URL, task: RowTask, ctx: RowContext): Promise<Downloaded & { source: ImageSource | null }> {
+  const useCdn = ctx.cdnResize === 'imgix';
+  const plan = useCdn && ctx.cdnHosts.includes(url.hostname)
     ? coveringWidth(task.srcWidth, task.srcHeight, ctx.resize.mode, ctx.resize.resolution) : null;
-  if (!plan) return download(url, ctx.policy, ctx.agent, ctx.limits);
+  if (!plan) return { ...(await download(url, ctx.policy, ctx.agent, ctx.limits)), source: useCdn ? 'original' : null };
   const small = await download(imgixUrl(url, plan.width), ctx.policy, ctx.agent, ctx.limits);
   if (small.data) {
     const meta = await ctx.cpu.use(() => probe(small.data!)).catch(() => null);
     const got = meta ? orientedSize(meta) : null;
-    if (got && got.width >= plan.need.width && got.height >= plan.need.height) return small;
+    if (got && got.width >= plan.need.width && got.height >= plan.need.height) return { ...small, source: 'rendition' };
   }
   ctx.limits.releaseBytes(small.heldKiB);
   const full = await download(url, ctx.policy, ctx.agent, ctx.limits);
-  return { ...full, attempts: full.attempts + small.attempts, bytes: full.bytes + small.bytes };
+  return { ...full, attempts: full.attempts + small.attempts, bytes: full.bytes + small.bytes, source: 'original' };
+}
+
+/** Anything that is not a RowError is a bug: kept as a row, never disguised as a network or image failure. */
+function asRowError(err: unknown): RowError {
+  return err instanceof RowError ? err : new RowError('internal_error', `unexpected: ${err instanceof Error ? err.message : String(err)}`);
 }
 
 /** Download → resize → write image, then caption. Never throws: every outcome is a manifest row. */
@@ -65,14 +74,14 @@ export async function processRow(task: RowTask, ctx: RowContext): Promise<RowRes
   } catch (err) {
     return failedResult(task, err as RowError, started);
   }
-  let got: Downloaded;
+  let got: Downloaded & { source: ImageSource | null };
   try {
     got = await fetchSource(url, task, ctx);
   } catch (err) {
     // download() reports failures as data; anything here is a bug we still keep as a row.
-    return failedResult(task, err instanceof RowError ? err : new RowError('network', String(err)), started);
+    return failedResult(task, asRowError(err), started);
   }
-  const fetched = { attempts: got.attempts, bytes: got.bytes, http_status: got.httpStatus };
+  const fetched = { attempts: got.attempts, bytes: got.bytes, http_status: got.httpStatus, source: got.source };
   if (!got.data) return failedResult(task, got.error!, started, fetched);
   try {
     const data = got.data;
@@ -86,6 +95,8 @@ export async function processRow(task: RowTask, ctx: RowContext): Promise<RowRes
       await writeAtomic(ctx.out, ctx.tmpDir, name, img.data);
       imageWritten = true;
       await writeAtomic(ctx.out, ctx.tmpDir, `${id}.txt`, caption.text);
+      // --overwrite into another format: the row's old image goes once the new one is in place.
+      if (task.previousPath && task.previousPath !== name) await rm(path.join(ctx.out, path.basename(task.previousPath)), { force: true });
     } catch (err) {
       // A row is done only with both files: an image whose caption could not be written goes too.
       if (imageWritten) await rm(path.join(ctx.out, name), { force: true }).catch(() => undefined);
@@ -97,7 +108,7 @@ export async function processRow(task: RowTask, ctx: RowContext): Promise<RowRes
       path: name, caption_source: caption.source, ms: Date.now() - started,
     };
   } catch (err) {
-    return failedResult(task, err instanceof RowError ? err : new RowError('decode_error', String(err)), started, fetched);
+    return failedResult(task, asRowError(err), started, fetched);
   } finally {
     ctx.limits.releaseBytes(got.heldKiB);
   }

@@ -29,6 +29,8 @@ export interface Summary {
   peak_rss_bytes: number;
   manifest: string;
   metadata: string;
+  /** With --cdn-resize: ok rows that fell back to the original because the rendition did not cover the target. */
+  rendition_fallbacks: number | null;
 }
 
 const WINDOW = 500;
@@ -39,6 +41,7 @@ export class Progress {
   ok = 0;
   failed = 0;
   bytes = 0;
+  renditionFallbacks = 0;
   readonly errors: Record<string, number> = {};
   private readonly started = Date.now();
   private readonly recent: (string | null)[] = [];
@@ -78,7 +81,10 @@ export class Progress {
   }
 
   add(r: RowResult): void {
-    if (r.status === 'ok') this.ok++;
+    if (r.status === 'ok') {
+      this.ok++;
+      if (r.source === 'original') this.renditionFallbacks++;
+    }
     else {
       this.failed++;
       if (r.error) this.errors[r.error] = (this.errors[r.error] ?? 0) + 1;
@@ -118,6 +124,7 @@ export function formatSummary(s: Summary): string {
     `  ok ${s.ok} · failed ${s.failed} · skipped ${s.skipped} (done before)`,
     ...(errors ? ['failed by error code:', errors] : []),
     `  ${s.wall_s.toFixed(1)} s wall · ${s.images_per_s.toFixed(2)} img/s · ${s.images_per_s_per_thread.toFixed(2)} img/s per thread (${s.threads} threads × ${s.concurrency}) · ${prettyBytes(s.bytes_downloaded)} downloaded`,
+    ...(s.rendition_fallbacks !== null ? [`  --cdn-resize: ${s.ok - s.rendition_fallbacks} from renditions, ${s.rendition_fallbacks} from originals (no covering rendition)`] : []),
     `  images and captions in ${s.out}`,
     `  manifest ${s.manifest}`,
     `  metadata ${s.metadata}`,

@@ -10,7 +10,12 @@ export interface RowTask {
   fallback: string | null;
   srcWidth: number | null;
   srcHeight: number | null;
+  /** The image this row wrote before under another name (--overwrite into another format): removed once the new one is in place. */
+  previousPath?: string | null;
 }
+
+/** With --cdn-resize: whether the CDN's rendition or the original was used. */
+export type ImageSource = 'rendition' | 'original';
 
 /** One manifest row: the outcome of a task, success or failure. */
 export interface RowResult {
@@ -21,6 +26,7 @@ export interface RowResult {
   error: ErrorCode | null;
   message: string | null;
   http_status: number | null;
+  /** Requests actually sent for the row, retries included (0 when refused before any request). */
   attempts: number;
   bytes: number;
   src_width: number | null;
@@ -30,13 +36,25 @@ export interface RowResult {
   path: string | null;
   caption_source: CaptionSource | null;
   ms: number;
+  source: ImageSource | null;
 }
+
+/**
+ * The one schema of a row's record: the log's JSON lines are read with these DuckDB types, and
+ * manifest.parquet has these columns in this order. `run` and `seq` order a row's outcomes in the log.
+ */
+export const RESULT_COLUMNS: Record<keyof RowResult, string> = {
+  row: 'BIGINT', id: 'VARCHAR', url: 'VARCHAR', status: 'VARCHAR', error: 'VARCHAR', http_status: 'INTEGER', attempts: 'INTEGER',
+  bytes: 'BIGINT', src_width: 'INTEGER', src_height: 'INTEGER', width: 'INTEGER', height: 'INTEGER', path: 'VARCHAR',
+  caption_source: 'VARCHAR', ms: 'BIGINT', message: 'VARCHAR', source: 'VARCHAR',
+};
+export const LOG_ORDER_COLUMNS = { run: 'BIGINT', seq: 'BIGINT' } as const;
+export const MANIFEST_COLUMNS = Object.keys(RESULT_COLUMNS) as (keyof RowResult)[];
 
 export function failedResult(task: RowTask, error: RowError, started: number, extra: Partial<RowResult> = {}): RowResult {
   return {
     row: task.row, id: task.id, url: task.url, status: 'failed', error: error.code, message: error.message.slice(0, 500),
     http_status: error.httpStatus, attempts: 0, bytes: 0, src_width: null, src_height: null, width: null, height: null,
-    path: null, caption_source: null, ms: Date.now() - started, ...extra,
+    path: null, caption_source: null, ms: Date.now() - started, source: null, ...extra,
   };
 }
-

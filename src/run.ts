@@ -1,11 +1,18 @@
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync, renameSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
-import { FatalError, RowError } from './errors.js';
+import { FatalError, RowError, UsageError } from './errors.js';
 import type { DownloadOptions } from './options.js';
 import { Source, countPlan, streamTasks } from './source.js';
 import type { Plan } from './source.js';
 import { ensureWritableDir } from './output.js';
-import { RowLog, STATE_DIR, allLogPaths, buildDoneTable, logPath, recordPaths, removeStaleTemps, shardTag, writeRecords } from './manifest.js';
+import {
+  STATE_DIR, allLogPaths, checkSettings, lockPath, logPath, readRunRecord, recordPaths, removeStaleTemps, runRecordPath, shardTag,
+  tmpDirPath, writeJsonAtomic,
+} from './folder.js';
+import type { FileSettings, RunRecord } from './folder.js';
+import { FolderLock } from './lock.js';
+import { RowLog } from './row-log.js';
+import { buildDoneTable, buildPreviousTable, writeRecords } from './records.js';
 import { RowPool } from './pool.js';
 import type { WorkerConfig } from './pool.js';
 import { createSharedBuffer } from './shared-limits.js';
@@ -14,38 +21,38 @@ import type { Summary } from './progress.js';
 import { checkId } from './row.js';
 import { failedResult } from './result.js';
 import type { RowResult } from './result.js';
-
-/** What a run leaves in `.pcb/run.json`: how the folder was made, for `pcb config` and `pcb status`. */
-export interface RunRecord {
-  input: string;
-  urlColumn: string;
-  idColumn: string;
-  captionColumn: string | null;
-  fallbackCaptionColumn: string | null;
-  resize: string;
-  resolution: number;
-  format: string;
-  where: string | null;
-  limit: number | null;
-}
-
-export function readRunRecord(out: string): RunRecord | null {
-  try {
-    return JSON.parse(readFileSync(path.join(out, STATE_DIR, 'run.json'), 'utf8')) as RunRecord;
-  } catch {
-    return null;
-  }
-}
-
-function writeJsonAtomic(file: string, value: unknown): void {
-  const tmp = `${file}.tmp-${process.pid}`;
-  writeFileSync(tmp, JSON.stringify(value, null, 2) + '\n');
-  renameSync(tmp, file);
-}
+import { duckMessage } from './sql.js';
 
 export interface RunHooks {
   /** Called once the pool runs, with a function that stops the run (signals). */
   onStart?: (stop: (hard: boolean) => void) => void;
+  /** Warnings for the user (a stale lock taken over); silent by default. */
+  warn?: (msg: string) => void;
+}
+
+/** The file-shaping settings of this run, as run.json records them. */
+function fileSettings(o: DownloadOptions, source: Source): FileSettings {
+  return {
+    urlColumn: o.urlColumn, idColumn: o.idColumn,
+    captionColumn: source.has(o.captionColumn) ? o.captionColumn : null,
+    fallbackCaptionColumn: source.has(o.fallbackCaptionColumn) ? o.fallbackCaptionColumn : null,
+    resize: o.resize, resolution: o.resolution, format: o.format,
+    quality: o.format === 'png' ? null : o.quality,
+    pngCompression: o.format === 'png' ? o.pngCompression : null,
+    pngFilter: o.format === 'png' ? o.pngFilter : null,
+  };
+}
+
+/** A --where that DuckDB accepts up front can still fail on the data (a cast): that is the user's filter, exit 2. */
+async function withWhere<T>(where: string | null, step: () => Promise<T>): Promise<T> {
+  try {
+    return await step();
+  } catch (err) {
+    if (where && !(err instanceof UsageError) && !(err instanceof FatalError)) {
+      throw new UsageError(`--where ${JSON.stringify(where)} failed on this input's rows: ${duckMessage(err)}`);
+    }
+    throw err;
+  }
 }
 
 /** `pcb download`: plan in DuckDB, dispatch to the pool, log every settled row, rebuild the records. */
@@ -61,27 +68,38 @@ export async function runDownload(o: DownloadOptions, hooks: RunHooks = {}): Pro
   await ensureWritableDir(o.out);
   const stateDir = path.join(o.out, STATE_DIR);
   if (!existsSync(stateDir)) mkdirSync(stateDir);
-  // Each shard owns its temporary folder: cleaning it never touches another live shard's files.
-  const tmpDir = path.join(stateDir, `tmp${shardTag(o.shard) ? '.' + shardTag(o.shard) : ''}`);
+  const lock = FolderLock.acquire(lockPath(o.out, o.shard), `${o.out}${o.shard ? ` (shard ${shardTag(o.shard)})` : ''}`, hooks.warn ?? (() => undefined));
+  try {
+    return await runLocked(o, source, started, hooks, lock);
+  } finally {
+    lock.release();
+  }
+}
+
+async function runLocked(o: DownloadOptions, source: Source, started: number, hooks: RunHooks, lock: FolderLock): Promise<Summary> {
+  const stateDir = path.join(o.out, STATE_DIR);
+  const settings = fileSettings(o, source);
+  const before = readRunRecord(o.out);
+  checkSettings(o.out, settings, o.overwrite);
+  // The lock makes this shard's temporary folder ours alone: whatever is in it is a dead run's.
+  const tmpDir = tmpDirPath(o.out, o.shard);
   rmSync(tmpDir, { recursive: true, force: true });
   mkdirSync(tmpDir);
   removeStaleTemps(o.out);
   removeStaleTemps(stateDir);
-  const record: RunRecord = {
-    input: path.resolve(o.input), urlColumn: o.urlColumn, idColumn: o.idColumn,
-    captionColumn: source.has(o.captionColumn) ? o.captionColumn : null,
-    fallbackCaptionColumn: source.has(o.fallbackCaptionColumn) ? o.fallbackCaptionColumn : null,
-    resize: o.resize, resolution: o.resolution, format: o.format, where: o.where, limit: o.limit,
-  };
-  writeJsonAtomic(path.join(stateDir, 'run.json'), record);
+  const record: RunRecord = { ...settings, input: path.resolve(o.input), where: o.where, limit: o.limit, cdnResize: o.cdnResize };
+  writeJsonAtomic(runRecordPath(o.out), record);
 
   const logs = allLogPaths(o.out);
+  const formatChanged = o.overwrite && before !== null && before.format !== o.format;
   const plan: Plan = {
-    urlColumn: o.urlColumn, idColumn: o.idColumn, captionColumn: record.captionColumn, fallbackColumn: record.fallbackCaptionColumn,
+    urlColumn: o.urlColumn, idColumn: o.idColumn, captionColumn: settings.captionColumn, fallbackColumn: settings.fallbackCaptionColumn,
     where: o.where, shard: o.shard, limit: o.limit,
-    doneTable: o.overwrite || !logs.length ? null : await buildDoneTable(source.conn, o.out, logs, o.retryFailed),
+    doneTable: o.overwrite || !logs.length ? null
+      : await buildDoneTable(source.conn, o.out, logs, { retryFailed: o.retryFailed, allowPrivateNetwork: o.allowPrivateNetwork, ignoreOptOut: o.ignoreOptOut }),
+    previousTable: formatChanged && logs.length ? await buildPreviousTable(source.conn, logs) : null,
   };
-  const { selected, todo } = await countPlan(source, plan);
+  const { selected, todo } = await withWhere(o.where, () => countPlan(source, plan));
 
   const log = new RowLog(logPath(o.out, o.shard));
   const progress = new Progress(todo, { quiet: o.quiet || o.json, warn: !o.quiet, tty: Boolean(process.stderr.isTTY) });
@@ -97,28 +115,30 @@ export async function runDownload(o: DownloadOptions, hooks: RunHooks = {}): Pro
     limits: { buffer: createSharedBuffer(), maxRps: o.maxRps, maxHostConnections: o.maxHostConnections, memoryBudgetBytes: o.memoryBudgetBytes },
   };
   const pool = todo > 0 ? new RowPool(config, o.threads, settle, (task, err) => {
-    settle(failedResult(task, new RowError('decode_error', `worker failed: ${(err as Error)?.message ?? err}`), Date.now()));
+    settle(failedResult(task, new RowError('internal_error', `worker crashed: ${(err as Error)?.message ?? err}`), Date.now()));
   }) : null;
 
   let stopping = false;
   let firstDispatchS: number | null = null;
   hooks.onStart?.((hard) => {
     stopping = true;
-    if (hard) { pool?.abandon(); log.close(); progress.stop(); }
+    if (hard) { pool?.abandon(); log.close(); progress.stop(); lock.release(); }
   });
 
   try {
-    outer: for await (const batch of streamTasks(source, plan, o.chunkSize)) {
-      for (const task of batch) {
-        if (stopping) break outer;
-        if (task.occurrence > 1 && isValidId(task.id)) {
-          settle(failedResult(task, new RowError('duplicate_id', `id ${task.id} already appears in an earlier row`), Date.now()));
-          continue;
+    await withWhere(o.where, async () => {
+      outer: for await (const batch of streamTasks(source, plan, o.chunkSize)) {
+        for (const task of batch) {
+          if (stopping) break outer;
+          if (task.occurrence > 1 && isValidId(task.id)) {
+            settle(failedResult(task, new RowError('duplicate_id', `id ${task.id} already appears in an earlier row`), Date.now()));
+            continue;
+          }
+          firstDispatchS ??= (Date.now() - started) / 1000;
+          await pool!.submit(task);
         }
-        firstDispatchS ??= (Date.now() - started) / 1000;
-        await pool!.submit(task);
       }
-    }
+    });
     if (pool) {
       if (stopping) {
         // Let rows in flight finish for a few seconds; the rest are redone by the next run.
@@ -137,9 +157,9 @@ export async function runDownload(o: DownloadOptions, hooks: RunHooks = {}): Pro
   const dest = recordPaths(o.out, o.shard, o.manifest);
   const recordLogs = o.shard ? [logPath(o.out, o.shard)] : allLogPaths(o.out);
   try {
-    await writeRecords(source.conn, recordLogs, path.resolve(o.input), dest);
+    await writeRecords(source.conn, recordLogs, { input: path.resolve(o.input), captionColumn: settings.captionColumn, fallbackCaptionColumn: settings.fallbackCaptionColumn }, dest);
   } catch (err) {
-    throw new FatalError(`could not write the records in ${o.out}: ${(err as Error).message.split('\n')[0]}; the log in ${stateDir} is intact, rerun to rebuild them`);
+    throw new FatalError(`could not write the records in ${o.out}: ${duckMessage(err)}; the log in ${stateDir} is intact, rerun to rebuild them`);
   }
   rmSync(tmpDir, { recursive: true, force: true });
   const wall = progress.elapsedS;
@@ -153,6 +173,7 @@ export async function runDownload(o: DownloadOptions, hooks: RunHooks = {}): Pro
     interrupted: stopping, manifest: dest.manifest, metadata: dest.metadata, first_dispatch_s: firstDispatchS,
     cpu_s: (cpu.user + cpu.system) / 1e6,
     peak_rss_bytes: process.resourceUsage().maxRSS * 1024,
+    rendition_fallbacks: o.cdnResize === 'none' ? null : progress.renditionFallbacks,
   };
 }
 

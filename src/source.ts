@@ -103,13 +103,21 @@ export interface Plan {
   limit: number | null;
   /** A table of `row` values to leave out (already done), or null to take every row. */
   doneTable: string | null;
+  /** A table of (`row`, `path`): images written before under another name (--overwrite into another format). */
+  previousTable?: string | null;
 }
 
-/** Text of a caption column: lists joined with ", ", anything else cast to text. */
+/**
+ * Text of a caption column as a worker receives it: lists (`VARCHAR[]`, `VARCHAR[3]`) joined with ", ",
+ * anything else cast to text; trimmed, as chooseCaption() trims it. metadata.parquet's `caption` is made
+ * from the same expression, so it holds what the .txt holds.
+ */
+export function captionTextSql(expr: string, type: string): string {
+  return type.endsWith(']') ? `trim(array_to_string(${expr}, ', '))` : `trim(CAST(${expr} AS VARCHAR))`;
+}
+
 function textExpr(source: Source, col: string | null): string {
-  if (!col) return 'NULL::VARCHAR';
-  if (source.isList(col)) return `array_to_string(${ident(col)}, ', ')`;
-  return `CAST(${ident(col)} AS VARCHAR)`;
+  return col ? captionTextSql(ident(col), source.type(col) ?? 'VARCHAR') : 'NULL::VARCHAR';
 }
 
 function numberExpr(source: Source, col: string): string {
@@ -137,7 +145,9 @@ export function taskSql(source: Source, plan: Plan): string {
       ${numberExpr(source, 'width')} AS src_width, ${numberExpr(source, 'height')} AS src_height,
       CAST(row_number() OVER (PARTITION BY CAST(${ident(plan.idColumn)} AS VARCHAR) ORDER BY __row) AS DOUBLE) AS occurrence
     FROM sel)
-  SELECT * FROM numbered ${plan.doneTable ? `WHERE NOT EXISTS (SELECT 1 FROM ${plan.doneTable} d WHERE d.row = numbered.row)` : ''} ORDER BY row`;
+  SELECT numbered.*, ${plan.previousTable ? 'p.path' : 'NULL::VARCHAR'} AS previous_path FROM numbered
+    ${plan.previousTable ? `LEFT JOIN ${plan.previousTable} p ON p.row = numbered.row` : ''}
+    ${plan.doneTable ? `WHERE NOT EXISTS (SELECT 1 FROM ${plan.doneTable} d WHERE d.row = numbered.row)` : ''} ORDER BY numbered.row`;
 }
 
 export interface TaskRow extends RowTask { occurrence: number }
@@ -154,7 +164,7 @@ export async function* streamTasks(source: Source, plan: Plan, chunkSize: number
         row: Number(r.row), id: r.id === null ? null : String(r.id), url: r.url === null ? null : String(r.url),
         caption: r.caption === null ? null : String(r.caption), fallback: r.fallback === null ? null : String(r.fallback),
         srcWidth: r.src_width === null ? null : Number(r.src_width), srcHeight: r.src_height === null ? null : Number(r.src_height),
-        occurrence: Number(r.occurrence),
+        occurrence: Number(r.occurrence), previousPath: r.previous_path === null ? null : String(r.previous_path),
       });
     }
     if (batch.length >= chunkSize) { yield batch; batch = []; }

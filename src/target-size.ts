@@ -22,10 +22,21 @@ export interface Size { width: number; height: number }
  * except that a scale above 1 never upscales: each side is floored to a multiple of 64 instead.
  * Returns null when the source is under 64 px on a side (too_small).
  */
+/** The formula's scale k for a source of w×h. */
+export function scaleFactor(mode: ResizeMode, w: number, h: number, resolution: number): number {
+  if (mode === 'none') return 1;
+  return mode === 'shortest-side' ? resolution / Math.min(w, h) : Math.sqrt((resolution * 1e6) / (w * h));
+}
+
+/** True when the source is smaller than the target: pcb floors it to multiples of 64 instead of upscaling. */
+export function isBelowTarget(mode: ResizeMode, w: number, h: number, resolution: number): boolean {
+  return scaleFactor(mode, w, h, resolution) > 1;
+}
+
 export function targetSize(mode: ResizeMode, w: number, h: number, resolution: number): Size | null {
   if (w < MIN_SIDE || h < MIN_SIDE) return null;
   if (mode === 'none') return { width: w, height: h };
-  const k = mode === 'shortest-side' ? resolution / Math.min(w, h) : Math.sqrt((resolution * 1e6) / (w * h));
+  const k = scaleFactor(mode, w, h, resolution);
   if (k > 1) return { width: Math.floor(w / 64) * 64, height: Math.floor(h / 64) * 64 };
   // Same float operations as the reference: round(W * k / 64) * 64; never below one 64 px step.
   return {

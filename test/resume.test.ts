@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync, readdirSync, rmSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import sharp from 'sharp';
+import { HOST } from '../src/folder.js';
 import { readParquet, runPcb, smallKit, tmpDir } from './helpers.js';
 import { datasetRow, writeParquet } from '../src/kit/dataset.js';
 import type { KitServer } from '../src/kit/server.js';
@@ -99,10 +100,15 @@ describe('resume', () => {
       .map((l) => JSON.parse(l).row as number);
 
     // A records temp file of a killed pcb (a pid that no longer runs) is cleared by the next run.
-    writeFileSync(path.join(out, 'manifest.parquet.tmp-999999'), 'partial');
+    writeFileSync(path.join(out, `manifest.parquet.tmp-${HOST}-999999`), 'partial');
+    // Another host's temporary file may belong to a live run there: it stays.
+    writeFileSync(path.join(out, 'manifest.shard-0-of-2.parquet.tmp-otherhost-999999'), 'live elsewhere');
     server.requests.length = 0;
     const resumed = await runPcb(['download', input, '--out', out, ...common]);
     expect(resumed.code).toBe(0);
+    // Another host's temporary file stays; this host's dead one is gone.
+    expect(readdirSync(out).filter((f) => f.includes('.tmp-'))).toEqual(['manifest.shard-0-of-2.parquet.tmp-otherhost-999999']);
+    rmSync(path.join(out, 'manifest.shard-0-of-2.parquet.tmp-otherhost-999999'));
     const again = requested(tag);
     expect(again.filter((r) => doneBefore.includes(r))).toEqual([]);
     expect(again.length).toBe(n - doneBefore.length);

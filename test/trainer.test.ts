@@ -52,14 +52,14 @@ describe('fit the trainer', () => {
     expect(cfg.code).toBe(0);
     const entry = JSON.parse(cfg.stdout);
     expect(entry).toMatchObject({
-      id: 'train', type: 'local', instance_data_dir: out, crop: true, crop_aspect: 'square', crop_style: 'center',
+      id: 'train', type: 'local', instance_data_dir: out, crop: true, crop_aspect: 'preserve', crop_style: 'center',
       resolution: 1, resolution_type: 'area', caption_strategy: 'parquet', metadata_backend: 'parquet',
-      parquet: { path: path.join(out, 'metadata.parquet'), caption_column: 'cogvlm_caption', fallback_caption_column: 'tags', filename_column: 'id', width_column: 'width', height_column: 'height' },
+      parquet: { path: path.join(out, 'metadata.parquet'), caption_column: 'caption', filename_column: 'file_name', identifier_includes_extension: true, width_column: 'width', height_column: 'height' },
     });
     for (const k of ['minimum_image_size', 'maximum_image_size', 'target_downsample_size', 'cache_dir_vae']) expect(entry).toHaveProperty(k);
     expect(path.isAbsolute(entry.cache_dir_vae)).toBe(true);
     const text = JSON.parse((await runPcb(['config', '--out', out, '--caption-strategy', 'textfile', '--id', 'pcb'])).stdout);
-    expect(text).toMatchObject({ id: 'pcb', caption_strategy: 'textfile' });
+    expect(text).toMatchObject({ id: 'pcb', caption_strategy: 'textfile', disable_multiline_split: true });
     expect(text.parquet).toBeUndefined();
     const missing = await runPcb(['config', '--out', path.join(dir, 'nothing-here')]);
     expect(missing.code).toBe(1);
@@ -97,11 +97,16 @@ describe('fit the trainer', () => {
     const a = await readParquet(path.join(plain, 'manifest.parquet'));
     const b = await readParquet(path.join(small, 'manifest.parquet'));
     expect(b.map((m) => [m.width, m.height])).toEqual(a.map((m) => [m.width, m.height]));
+    expect(b.map((m) => m.source)).toEqual(b.map(() => 'rendition'));
+    expect(a.map((m) => m.source)).toEqual(a.map(() => null));
+    expect(viaCdn.rendition_fallbacks).toBe(0);
 
     const fb = path.join(dir, 'fallback');
     const before2 = server.requests.length;
-    await runPcb(['download', await input(dir, (p) => `/imgix-small/${p.name}`), '--out', fb, '--cdn-resize', 'imgix', '--cdn-resize-host', '127.0.0.1', ...common]);
+    const fellBack = JSON.parse((await runPcb(['download', await input(dir, (p) => `/imgix-small/${p.name}`), '--out', fb, '--cdn-resize', 'imgix', '--cdn-resize-host', '127.0.0.1', ...common])).stdout);
+    expect(fellBack.rendition_fallbacks).toBe(SIZES.length);
     const m = await readParquet(path.join(fb, 'manifest.parquet'));
+    expect(m.map((x) => x.source)).toEqual(m.map(() => 'original'));
     expect(m.map((x) => [x.width, x.height])).toEqual(a.map((x) => [x.width, x.height]));
     expect(m.every((x) => x.attempts === 2)).toBe(true);
     const paths = server.requests.slice(before2).map((q) => q.path);

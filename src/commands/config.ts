@@ -1,8 +1,12 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { FatalError } from '../errors.js';
-import { STATE_DIR } from '../manifest.js';
-import { readRunRecord } from '../run.js';
+import { STATE_DIR, allLogPaths, readRunRecord } from '../folder.js';
+import type { RunRecord } from '../folder.js';
+import { latestSql } from '../row-log.js';
+import { openDuckDB } from '../source.js';
+import { isBelowTarget } from '../target-size.js';
+import type { ResizeMode } from '../target-size.js';
 
 export interface ConfigOptions {
   out: string;
@@ -11,52 +15,125 @@ export interface ConfigOptions {
   resolution: number | null;
   resolutionType: 'area' | 'pixel' | null;
   cacheDirVae: string | null;
+  cacheDirText: string | null;
+  /** A whole multidatabackend.json list (the image entry and a text-embeds entry) instead of one entry. */
+  full: boolean;
 }
 
+/** The trainer's size rule for an entry (SimpleTuner `meets_resolution_requirements`). */
+export interface SizeRule { resolutionType: 'area' | 'pixel'; minimumImageSize: number; squareCrop: boolean }
+
 /**
- * The trainer's (SimpleTuner) dataloader entry for a folder pcb wrote, following the dataset's
- * documented example; sizes and columns come from the folder's own run record.
+ * Does SimpleTuner keep a w×h image under this rule? pixel: both sides ≥ the minimum; area: w·h ≥ the
+ * minimum in megapixels, and with a square crop also both sides ≥ floor(sqrt(minimum·10⁶)).
  */
-export function dataloaderEntry(o: ConfigOptions): Record<string, unknown> {
+export function trainerKeeps(rule: SizeRule, w: number, h: number): boolean {
+  if (rule.resolutionType === 'pixel') return rule.minimumImageSize <= w && rule.minimumImageSize <= h;
+  const px = rule.minimumImageSize * 1e6;
+  if (rule.squareCrop) {
+    const edge = Math.floor(Math.sqrt(px));
+    if (edge > w || edge > h) return false;
+  }
+  return px <= w * h;
+}
+
+/** The rule's measure of an image: its shorter side (pixel) or its megapixels (area). */
+function measure(type: 'area' | 'pixel', w: number, h: number): number {
+  return type === 'pixel' ? Math.min(w, h) : (w * h) / 1e6;
+}
+
+interface WrittenImage { width: number; height: number; srcWidth: number; srcHeight: number; captionSource: string | null }
+
+/** Every ok row of the folder's records: the written size, the source size and where the caption came from. */
+async function writtenImages(out: string): Promise<WrittenImage[]> {
+  const logs = allLogPaths(out);
+  if (!logs.length) return [];
+  const conn = await openDuckDB();
+  const rows = (await conn.runAndReadAll(`SELECT width, height, src_width, src_height, caption_source FROM (${latestSql(logs)})
+    WHERE status = 'ok' AND width IS NOT NULL`)).getRowObjectsJS();
+  conn.closeSync();
+  return rows.map((r) => ({ width: Number(r.width), height: Number(r.height), srcWidth: Number(r.src_width), srcHeight: Number(r.src_height), captionSource: r.caption_source === null ? null : String(r.caption_source) }));
+}
+
+export interface ConfigReport { entry: Record<string, unknown>; written: number; excludedSmall: number; excludedCaption: number }
+
+/**
+ * The trainer's (SimpleTuner) dataloader entry for a folder pcb wrote. Files are looked up by their file
+ * name (`file_name` + `identifier_includes_extension`), sizes and captions come from metadata.parquet
+ * (the written images' own), and `minimum_image_size` is the largest that every image pcb resized to the
+ * target passes; images pcb did not upscale (smaller sources) may still fall under it, and are counted.
+ */
+export async function dataloaderConfig(o: ConfigOptions): Promise<ConfigReport> {
   const out = path.resolve(o.out);
   if (!existsSync(path.join(out, STATE_DIR))) throw new FatalError(`${o.out} has no pcb records (${STATE_DIR}/ is missing); run pcb download --out ${o.out} first`);
-  const run = readRunRecord(out);
+  const run: RunRecord | null = readRunRecord(out);
   if (!run) throw new FatalError(`${o.out} has no run record (${STATE_DIR}/run.json); rerun pcb download --out ${o.out} to write it`);
+  if (o.captionStrategy === 'parquet' && !existsSync(path.join(out, 'metadata.parquet'))) {
+    throw new FatalError(`${o.out} has no metadata.parquet (a sharded run: pcb merge ${o.out} first; or --caption-strategy textfile)`);
+  }
   const id = o.id ?? path.basename(out);
-  const type = o.resolutionType ?? (run.resize === 'shortest-side' ? 'pixel' : 'area');
-  const resolution = o.resolution ?? (type === 'pixel' ? (run.resize === 'shortest-side' ? run.resolution : 1024) : (run.resize === 'area' ? run.resolution : 1.0));
+  const mode = run.resize as ResizeMode;
+  const type = o.resolutionType ?? (mode === 'shortest-side' ? 'pixel' : 'area');
+  const resolution = o.resolution ?? (type === 'pixel' ? (mode === 'shortest-side' ? run.resolution : 1024) : (mode === 'area' ? run.resolution : 1.0));
   const scale = (f: number) => (type === 'pixel' ? Math.round(resolution * f) : Math.round(resolution * f * 1000) / 1000);
+
+  const images = await writtenImages(out);
+  // Images at the target (every one for --resize none) set the minimum; the smallest of them still passes.
+  const atTarget = images.filter((im) => mode === 'none' || !isBelowTarget(mode, im.srcWidth, im.srcHeight, run.resolution));
+  const least = atTarget.reduce<number | null>((m, im) => { const v = measure(type, im.width, im.height); return m === null || v < m ? v : m; }, null);
+  const minimum = least === null ? scale(1.0) : type === 'pixel' ? least : Math.max(Math.floor(least * 1000) / 1000, 0.001);
+  // Aspect-preserving crops: a square crop would also demand both sides ≥ sqrt(minimum), which panoramas miss.
+  const rule: SizeRule = { resolutionType: type, minimumImageSize: minimum, squareCrop: false };
+  const excludedSmall = images.filter((im) => !trainerKeeps(rule, im.width, im.height)).length;
+  // The parquet backend skips an image whose caption is empty; the textfile one would train it uncaptioned.
+  const excludedCaption = o.captionStrategy === 'parquet' ? images.filter((im) => im.captionSource === 'none' && trainerKeeps(rule, im.width, im.height)).length : 0;
+
+  const cacheRoot = path.join(path.dirname(out), 'cache');
   const entry: Record<string, unknown> = {
     id,
     type: 'local',
     instance_data_dir: out,
     crop: true,
-    crop_aspect: 'square',
+    crop_aspect: 'preserve',
     crop_style: 'center',
     resolution,
     resolution_type: type,
-    minimum_image_size: scale(1.0),
-    maximum_image_size: scale(1.5),
-    target_downsample_size: scale(1.25),
-    cache_dir_vae: path.resolve(o.cacheDirVae ?? path.join(path.dirname(out), 'cache', 'vae', id)),
+    minimum_image_size: minimum,
+    maximum_image_size: Math.max(scale(1.5), minimum),
+    target_downsample_size: Math.max(scale(1.25), minimum),
+    cache_dir_vae: path.resolve(o.cacheDirVae ?? path.join(cacheRoot, 'vae', id)),
     caption_strategy: o.captionStrategy,
     metadata_backend: o.captionStrategy === 'parquet' ? 'parquet' : 'discovery',
   };
   if (o.captionStrategy === 'parquet') {
-    const metadata = path.join(out, 'metadata.parquet');
     entry.parquet = {
-      path: metadata,
-      caption_column: run.captionColumn ?? run.fallbackCaptionColumn,
-      fallback_caption_column: run.fallbackCaptionColumn,
-      filename_column: run.idColumn,
+      path: path.join(out, 'metadata.parquet'),
+      filename_column: 'file_name',
+      identifier_includes_extension: true,
+      caption_column: 'caption',
       width_column: 'width',
       height_column: 'height',
-      identifier_includes_extension: false,
     };
+  } else {
+    // A caption is one caption even when it holds line breaks.
+    entry.disable_multiline_split = true;
   }
-  return entry;
+  const list = [entry, {
+    id: 'text-embeds', type: 'local', dataset_type: 'text_embeds', default: true,
+    cache_dir: path.resolve(o.cacheDirText ?? path.join(cacheRoot, 'text', id)), write_batch_size: 128,
+  }];
+  return { entry: o.full ? { list } : entry, written: images.length, excludedSmall, excludedCaption };
 }
 
 export async function runConfig(o: ConfigOptions): Promise<void> {
-  process.stdout.write(JSON.stringify(dataloaderEntry(o), null, 2) + '\n');
+  const r = await dataloaderConfig(o);
+  const body = o.full ? (r.entry.list as unknown[]) : r.entry;
+  process.stdout.write(JSON.stringify(body, null, 2) + '\n');
+  const entry = o.full ? (r.entry.list as Record<string, unknown>[])[0] : r.entry;
+  const kept = r.written - r.excludedSmall - r.excludedCaption;
+  const why = [
+    ...(r.excludedSmall ? [`${r.excludedSmall} under minimum_image_size ${entry.minimum_image_size} (sources smaller than the target, which pcb does not upscale)`] : []),
+    ...(r.excludedCaption ? [`${r.excludedCaption} with an empty caption (no caption or fallback in the input)`] : []),
+  ];
+  process.stderr.write(`pcb config: the trainer keeps ${kept} of the ${r.written} written images${why.length ? `; it would exclude ${why.join(' and ')}` : ''}\n`);
 }

@@ -1,8 +1,10 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { FatalError } from '../errors.js';
-import { STATE_DIR, TRANSIENT_SQL, allLogPaths, latestSql, buildDoneTable } from '../manifest.js';
-import { readRunRecord } from '../run.js';
+import { STATE_DIR, allLogPaths, readRunRecord } from '../folder.js';
+import { latestSql } from '../row-log.js';
+import { buildDoneTable } from '../records.js';
+import { rerunRetriedSql } from '../errors.js';
 import { Source, countPlan, openDuckDB } from '../source.js';
 
 export interface StatusReport {
@@ -26,7 +28,7 @@ export async function statusReport(out: string, inputOverride: string | null): P
   const conn = source?.conn ?? (await openDuckDB());
   const report: StatusReport = { out, input, ok: 0, failed: 0, failed_permanent: {}, failed_transient: {}, selected: null, left: null };
   if (logs.length) {
-    const rows = (await conn.runAndReadAll(`SELECT status, error, ${TRANSIENT_SQL} AS transient, count(*)::DOUBLE AS n
+    const rows = (await conn.runAndReadAll(`SELECT status, error, ${rerunRetriedSql()} AS transient, count(*)::DOUBLE AS n
       FROM (${latestSql(logs)}) GROUP BY ALL`)).getRowObjectsJS();
     for (const r of rows) {
       const n = Number(r.n);
@@ -39,7 +41,7 @@ export async function statusReport(out: string, inputOverride: string | null): P
   if (source && run) {
     const plan = {
       urlColumn: run.urlColumn, idColumn: run.idColumn, captionColumn: run.captionColumn, fallbackColumn: run.fallbackCaptionColumn,
-      where: run.where, shard: null, limit: run.limit, doneTable: logs.length ? await buildDoneTable(conn, out, logs, false) : null,
+      where: run.where, shard: null, limit: run.limit, doneTable: logs.length ? await buildDoneTable(conn, out, logs, { retryFailed: false, allowPrivateNetwork: false, ignoreOptOut: false }) : null,
     };
     const counts = await countPlan(source, plan);
     report.selected = counts.selected;

@@ -1,0 +1,150 @@
+/**
+ * An output folder's own state: where pcb keeps its bookkeeping (`.pcb/`), the names of logs and
+ * records per shard, `run.json` (how the folder's files are made), and temporary names that say whose they are.
+ */
+import { existsSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { Shard } from './options.js';
+import { UsageError } from './errors.js';
+
+export const STATE_DIR = '.pcb';
+
+export function shardTag(shard: Shard | null): string {
+  return shard ? `shard-${shard.index}-of-${shard.count}` : '';
+}
+
+function tagged(base: string, shard: Shard | null, ext: string): string {
+  const tag = shardTag(shard);
+  return `${base}${tag ? `.${tag}` : ''}${ext}`;
+}
+
+export function logPath(out: string, shard: Shard | null): string {
+  return path.join(out, STATE_DIR, tagged('log', shard, '.jsonl'));
+}
+
+export function lockPath(out: string, shard: Shard | null): string {
+  return path.join(out, STATE_DIR, tagged('lock', shard, ''));
+}
+
+export function tmpDirPath(out: string, shard: Shard | null): string {
+  return path.join(out, STATE_DIR, tagged('tmp', shard, ''));
+}
+
+export function allLogPaths(out: string): string[] {
+  const dir = path.join(out, STATE_DIR);
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir).filter((f) => /^log(\..+)?\.jsonl$/.test(f)).sort().map((f) => path.join(dir, f));
+}
+
+export function recordPaths(out: string, shard: Shard | null, manifest: string | null): { manifest: string; metadata: string } {
+  return {
+    manifest: manifest ?? path.join(out, tagged('manifest', shard, '.parquet')),
+    metadata: path.join(out, tagged('metadata', shard, '.parquet')),
+  };
+}
+
+/** This host's name as it may appear in a file name. */
+export const HOST = os.hostname().replace(/[^A-Za-z0-9_.-]/g, '_') || 'host';
+
+/** Temporary names carry host and pid, so cleanup can tell a dead run's leftovers from another host's live files. */
+export function tempName(file: string): string {
+  return `${file}.tmp-${HOST}-${process.pid}`;
+}
+
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Another host's leftovers are removed only when nobody could still be writing them. */
+const FOREIGN_TEMP_AGE_MS = 24 * 3600 * 1000;
+
+/**
+ * Remove temporary files (`*.tmp-<host>-<pid>`) that a killed pcb left in a folder: this host's when
+ * their pid is gone, another host's only when a day old. A live process's own are left alone.
+ */
+export function removeStaleTemps(dir: string): void {
+  if (!existsSync(dir)) return;
+  for (const name of readdirSync(dir)) {
+    const m = /\.tmp-(.+)-(\d+)$/.exec(name);
+    if (!m) continue;
+    const file = path.join(dir, name);
+    const pid = Number(m[2]);
+    const stale = m[1] === HOST
+      ? pid !== process.pid && !isAlive(pid)
+      : Date.now() - (statSync(file, { throwIfNoEntry: false })?.mtimeMs ?? Date.now()) > FOREIGN_TEMP_AGE_MS;
+    if (stale) rmSync(file, { force: true });
+  }
+}
+
+export function writeJsonAtomic(file: string, value: unknown): void {
+  const tmp = tempName(file);
+  writeFileSync(tmp, JSON.stringify(value, null, 2) + '\n');
+  renameSync(tmp, file);
+}
+
+/** Settings that shape the files: a folder is made with one value of each. */
+export interface FileSettings {
+  urlColumn: string;
+  idColumn: string;
+  captionColumn: string | null;
+  fallbackCaptionColumn: string | null;
+  resize: string;
+  resolution: number;
+  format: string;
+  /** jpeg/webp only (null for png). */
+  quality: number | null;
+  /** png only (null for jpeg/webp). */
+  pngCompression: number | null;
+  pngFilter: boolean | null;
+}
+
+/** What a run leaves in `.pcb/run.json`: how the folder was made, for config, status, merge and the next run. */
+export interface RunRecord extends FileSettings {
+  input: string;
+  where: string | null;
+  limit: number | null;
+  cdnResize: string;
+}
+
+const OPTION_NAMES: Record<keyof FileSettings, string> = {
+  urlColumn: '--url-column', idColumn: '--id-column', captionColumn: '--caption-column', fallbackCaptionColumn: '--fallback-caption-column',
+  resize: '--resize', resolution: '--resolution', format: '--format', quality: '--quality', pngCompression: '--png-compression', pngFilter: '--png-filter',
+};
+
+export function runRecordPath(out: string): string {
+  return path.join(out, STATE_DIR, 'run.json');
+}
+
+export function readRunRecord(out: string): RunRecord | null {
+  try {
+    return JSON.parse(readFileSync(runRecordPath(out), 'utf8')) as RunRecord;
+  } catch {
+    return null;
+  }
+}
+
+/** The settings of `next` that differ from the folder's, as "--format jpeg → png"; keys an older run.json lacks are not compared. */
+export function settingDifferences(folder: Partial<FileSettings>, next: FileSettings): string[] {
+  const diffs: string[] = [];
+  for (const key of Object.keys(OPTION_NAMES) as (keyof FileSettings)[]) {
+    if (!(key in folder) || folder[key] === next[key]) continue;
+    diffs.push(`${OPTION_NAMES[key]} ${String(folder[key] ?? 'none')} → ${String(next[key] ?? 'none')}`);
+  }
+  return diffs;
+}
+
+/** A folder is made one way: refuse (exit 2) a run whose file settings differ, unless it redoes everything. */
+export function checkSettings(out: string, next: FileSettings, overwrite: boolean): void {
+  const folder = readRunRecord(out);
+  if (!folder || overwrite) return;
+  const diffs = settingDifferences(folder, next);
+  if (diffs.length) {
+    throw new UsageError(`${out} was made with other settings (${diffs.join(', ')}); add --overwrite to redo every row with the new ones, or choose another --out`);
+  }
+}

@@ -1,0 +1,89 @@
+/**
+ * The records a folder hands on, rebuilt from its logs inside DuckDB: manifest.parquet (one row per
+ * processed input row, its latest outcome), metadata.parquet (the trainer's view of every ok row) and
+ * the done set a resumed run leaves alone.
+ */
+import { existsSync, readdirSync, renameSync, rmSync } from 'node:fs';
+import type { DuckDBConnection } from '@duckdb/node-api';
+import { rerunRetriedSql } from './errors.js';
+import { MANIFEST_COLUMNS } from './result.js';
+import { latestSql } from './row-log.js';
+import { tempName } from './folder.js';
+import { captionTextSql } from './source.js';
+import { ident, literal } from './sql.js';
+
+async function copyAtomic(conn: DuckDBConnection, select: string, dest: string): Promise<void> {
+  const tmp = tempName(dest);
+  await conn.run(`COPY (${select}) TO ${literal(tmp)} (FORMAT parquet, COMPRESSION zstd)`);
+  renameSync(tmp, dest);
+}
+
+/** Input columns whose names the written image's own take over, kept under img2dataset's names. */
+const RENAMED: Record<string, string> = { width: 'original_width', height: 'original_height', file_name: 'original_file_name', caption: 'original_caption' };
+
+export interface RecordSources {
+  /** The input parquet, for metadata.parquet (left out when unknown). */
+  input: string | null;
+  captionColumn: string | null;
+  fallbackCaptionColumn: string | null;
+}
+
+/**
+ * Rebuild manifest.parquet and metadata.parquet. metadata.parquet carries the input columns of every ok
+ * row, plus `file_name`, `width`, `height` of the written image and `caption`: the text pcb wrote to its .txt.
+ */
+export async function writeRecords(conn: DuckDBConnection, logs: string[], src: RecordSources, dest: { manifest: string; metadata: string }): Promise<{ rows: number; ok: number }> {
+  if (!logs.length) return { rows: 0, ok: 0 };
+  await conn.run(`CREATE OR REPLACE TEMP TABLE __latest AS ${latestSql(logs)}`);
+  await copyAtomic(conn, `SELECT ${MANIFEST_COLUMNS.map(ident).join(', ')} FROM __latest ORDER BY row`, dest.manifest);
+  const counts = (await conn.runAndReadAll(`SELECT count(*)::DOUBLE AS rows, count(*) FILTER (WHERE status = 'ok')::DOUBLE AS ok FROM __latest`)).getRowObjectsJS()[0];
+  if (src.input && existsSync(src.input)) {
+    const described = (await conn.runAndReadAll(`DESCRIBE SELECT * FROM read_parquet(${literal(src.input)})`)).getRowObjectsJS()
+      .map((r) => ({ name: String(r.column_name), type: String(r.column_type) }));
+    const col = (name: string | null) => (name ? described.find((c) => c.name === name) ?? null : null);
+    const text = (name: string | null) => { const c = col(name); return c ? captionTextSql(`i.${ident(c.name)}`, c.type) : 'NULL::VARCHAR'; };
+    const caption = `coalesce(nullif(${text(src.captionColumn)}, ''), nullif(${text(src.fallbackCaptionColumn)}, ''), '')`;
+    const select = described.map((c) => (RENAMED[c.name] ? `i.${ident(c.name)} AS ${ident(RENAMED[c.name])}` : `i.${ident(c.name)}`));
+    await copyAtomic(conn, `SELECT ${[...select, 'm.path AS file_name', 'm.width AS width', 'm.height AS height', `${caption} AS caption`].join(', ')}
+      FROM read_parquet(${literal(src.input)}, file_row_number = true) i JOIN __latest m ON m.row = i.file_row_number
+      WHERE m.status = 'ok' ORDER BY m.row`, dest.metadata);
+  } else {
+    rmSync(dest.metadata, { force: true });
+  }
+  await conn.run('DROP TABLE IF EXISTS __latest');
+  return { rows: Number(counts.rows), ok: Number(counts.ok) };
+}
+
+/** What a rerun retries besides transient failures: rows refused by a policy the user has since lifted. */
+export interface RetryPolicy { retryFailed: boolean; allowPrivateNetwork: boolean; ignoreOptOut: boolean }
+
+/** Failed rows a rerun leaves alone: permanent failures, unless their cause is lifted or --retry-failed. */
+export function permanentFailureSql(p: RetryPolicy): string {
+  if (p.retryFailed) return 'FALSE';
+  const lifted = [...(p.allowPrivateNetwork ? ['blocked_address'] : []), ...(p.ignoreOptOut ? ['opted_out'] : [])];
+  return `(status = 'failed' AND NOT ${rerunRetriedSql()}${lifted.length ? ` AND error NOT IN (${lifted.map(literal).join(', ')})` : ''})`;
+}
+
+/**
+ * The rows a resumed run leaves alone, as a temp table `__done`: ok rows whose image is still on disk and
+ * rows that failed for good. One directory listing, no stat per file.
+ */
+export async function buildDoneTable(conn: DuckDBConnection, out: string, logs: string[], policy: RetryPolicy): Promise<string> {
+  await conn.run(`CREATE OR REPLACE TEMP TABLE __files (name VARCHAR)`);
+  const appender = await conn.createAppender('__files');
+  for (const name of readdirSync(out)) {
+    appender.appendVarchar(name);
+    appender.endRow();
+  }
+  appender.closeSync();
+  await conn.run(`CREATE OR REPLACE TEMP TABLE __done AS SELECT row FROM (${latestSql(logs)})
+    WHERE (status = 'ok' AND path IN (SELECT name FROM __files)) OR ${permanentFailureSql(policy)}`);
+  await conn.run('DROP TABLE __files');
+  return '__done';
+}
+
+/** With --overwrite into another format: each row's image under the old name, to remove once the new one is written. */
+export async function buildPreviousTable(conn: DuckDBConnection, logs: string[]): Promise<string> {
+  await conn.run(`CREATE OR REPLACE TEMP TABLE __previous AS SELECT row, path FROM (${latestSql(logs)}) WHERE status = 'ok' AND path IS NOT NULL`);
+  return '__previous';
+}

@@ -1,0 +1,80 @@
+/**
+ * The append-only log of settled rows, one JSON line each: the source of the records. A killed run
+ * loses at most the rows settled in its last moment; a torn last line never takes the next one with it.
+ */
+import { closeSync, fstatSync, fsyncSync, openSync, readSync, writeSync } from 'node:fs';
+import type { RowResult } from './result.js';
+import { LOG_ORDER_COLUMNS, RESULT_COLUMNS } from './result.js';
+import { ident, literal } from './sql.js';
+
+/** Write every byte: writeSync may write fewer than asked (a full disk, a signal). */
+function writeAll(fd: number, text: string): void {
+  const buf = Buffer.from(text);
+  for (let off = 0; off < buf.length;) off += writeSync(fd, buf, off, buf.length - off);
+}
+
+/** Lines are buffered and written at least every 500 ms (and at close). */
+export class RowLog {
+  private readonly fd: number;
+  private pending: string[] = [];
+  private readonly timer: NodeJS.Timeout;
+  private seq = 0;
+  private readonly run = Date.now();
+  private closed = false;
+
+  constructor(readonly file: string) {
+    this.fd = openSync(file, 'a+');
+    // A kill can leave a last line without its newline: end it, so our first line starts a line of its own.
+    const size = fstatSync(this.fd).size;
+    if (size > 0) {
+      const last = Buffer.alloc(1);
+      readSync(this.fd, last, 0, 1, size - 1);
+      if (last[0] !== 0x0a) writeAll(this.fd, '\n');
+    }
+    this.timer = setInterval(() => this.flush(), 500);
+    this.timer.unref();
+  }
+
+  append(r: RowResult): void {
+    this.pending.push(JSON.stringify({ ...r, run: this.run, seq: this.seq++ }) + '\n');
+    if (this.pending.length >= 256) this.flush();
+  }
+
+  flush(): void {
+    if (!this.pending.length || this.closed) return;
+    const text = this.pending.join('');
+    this.pending = [];
+    writeAll(this.fd, text);
+  }
+
+  close(): void {
+    if (this.closed) return;
+    clearInterval(this.timer);
+    this.flush();
+    this.closed = true;
+    try { fsyncSync(this.fd); } catch { /* fsync is best effort on odd filesystems */ }
+    closeSync(this.fd);
+  }
+}
+
+const LOG_COLUMNS = Object.entries({ ...RESULT_COLUMNS, ...LOG_ORDER_COLUMNS });
+
+/**
+ * Every readable line of the logs; unreadable ones (torn by a kill) are skipped one by one. The logs are
+ * split into lines first (as CSV with one column and no quoting) and each line parsed on its own:
+ * DuckDB's JSON reader would read a torn `{"row":` and the whole next line as one broken value.
+ */
+export function logLinesSql(logs: string[]): string {
+  const typed = LOG_COLUMNS.map(([k, t]) => `TRY_CAST(j->>${literal(k)} AS ${t}) AS ${ident(k)}`).join(', ');
+  if (!logs.length) return `SELECT ${LOG_COLUMNS.map(([k, t]) => `NULL::${t} AS ${ident(k)}`).join(', ')} WHERE FALSE`;
+  return `SELECT * FROM (SELECT ${typed} FROM (
+      SELECT TRY_CAST(line AS JSON) AS j FROM read_csv([${logs.map(literal).join(', ')}], columns = {'line': 'VARCHAR'}, delim = chr(1),
+        quote = '', escape = '', header = false, auto_detect = false, strict_mode = false, ignore_errors = true)) WHERE j IS NOT NULL)
+    WHERE row IS NOT NULL AND status IS NOT NULL`;
+}
+
+/** The latest outcome of each row over the given logs. */
+export function latestSql(logs: string[]): string {
+  return `SELECT * EXCLUDE (rn) FROM (
+    SELECT *, row_number() OVER (PARTITION BY row ORDER BY run DESC, seq DESC) AS rn FROM (${logLinesSql(logs)})) WHERE rn = 1`;
+}
