@@ -25,8 +25,10 @@ export interface Downloaded {
   /** Attempts that sent a request, retries included; one refused before any request counts 0. */
   attempts: number;
   bytes: number;
-  /** KiB counted against the shared memory budget; give back once the bytes are processed. */
+  /** KiB counted against the shared memory budget (settled: a whole body); give back with release(kib, true) once processed. */
   heldKiB: number;
+  /** The attempt's ticket (see SharedLimits.holdChunk): give it back with the bytes. */
+  ticket: number;
 }
 
 /** A keep-alive pool per host for one worker; refuses sockets whose peer address is not public. */
@@ -49,7 +51,8 @@ export function createAgent(policy: DownloadPolicy, connectionsPerHost: number):
     connections: connectionsPerHost,
     keepAliveTimeout: 30_000,
     headersTimeout: policy.timeoutMs,
-    bodyTimeout: policy.timeoutMs,
+    // The attempt's own deadline covers the body (and stops while it waits for memory): no idle timer of undici's.
+    bodyTimeout: 0,
   });
 }
 
@@ -110,18 +113,59 @@ function classifyNetworkError(err: unknown): RowError {
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
+/**
+ * An attempt's total deadline, from the first connection slot to the last byte. It stops while the
+ * attempt waits for room in the memory budget: that wait is pcb's, not the server's.
+ */
+class Deadline {
+  private readonly ac = new AbortController();
+  private timer: NodeJS.Timeout | null = null;
+  private since = 0;
+
+  constructor(private left: number) { this.start(); }
+
+  get signal(): AbortSignal { return this.ac.signal; }
+
+  private start(): void {
+    this.since = Date.now();
+    this.timer = setTimeout(() => this.ac.abort(new DOMException('deadline passed', 'TimeoutError')), Math.max(0, this.left));
+  }
+
+  async pausedWhile<T>(wait: () => Promise<T>): Promise<T> {
+    if (this.timer) clearTimeout(this.timer);
+    this.left -= Date.now() - this.since;
+    try { return await wait(); } finally { this.start(); }
+  }
+
+  clear(): void {
+    if (this.timer) clearTimeout(this.timer);
+  }
+}
+
 interface Attempt { data: Buffer; httpStatus: number; bytes: number }
+/** What one attempt holds: budget KiB, bytes received, requests sent, its ticket for the budget's overdraft. */
+interface Held { kib: number; bytes: number; sent: number; ticket: number }
 
 /** One attempt: the whole redirect chain and the body under one deadline. */
 async function attemptOnce(url: URL, policy: DownloadPolicy, agent: Dispatcher, limits: SharedLimits,
-  held: { kib: number; bytes: number; sent: number }): Promise<Attempt> {
-  let signal: AbortSignal | null = null;
+  held: Held): Promise<Attempt> {
+  let deadline: Deadline | null = null;
+  try {
+    return await attemptChain(url, policy, agent, limits, held, () => (deadline ??= new Deadline(policy.timeoutMs)));
+  } finally {
+    (deadline as Deadline | null)?.clear();
+  }
+}
+
+async function attemptChain(url: URL, policy: DownloadPolicy, agent: Dispatcher, limits: SharedLimits,
+  held: Held, startDeadline: () => Deadline): Promise<Attempt> {
   let current = url;
   for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
     checkLiteralHost(current, policy.allowPrivateNetwork);
     const release = await limits.acquireHost(current.host);
     // The deadline starts once the first connection slot is ours: waiting for politeness is not the server's fault.
-    signal ??= AbortSignal.timeout(policy.timeoutMs);
+    const deadline = startDeadline();
+    const signal = deadline.signal;
     held.sent++;
     try {
       const res = await agent.request({
@@ -159,6 +203,9 @@ async function attemptOnce(url: URL, policy: DownloadPolicy, agent: Dispatcher, 
         res.body.destroy();
         throw new RowError('too_large', `Content-Length ${declared} over --max-bytes ${policy.maxBytes}`, status);
       }
+      // A declared length is reserved whole before the body is read; otherwise each chunk is counted as it comes.
+      const known = Number.isFinite(declared) && declared >= 0;
+      if (known) held.kib += await deadline.pausedWhile(() => limits.reserve(declared));
       const chunks: Buffer[] = [];
       let size = 0;
       for await (const chunk of res.body) {
@@ -168,7 +215,7 @@ async function attemptOnce(url: URL, policy: DownloadPolicy, agent: Dispatcher, 
           res.body.destroy();
           throw new RowError('too_large', `body passed --max-bytes ${policy.maxBytes}`, status);
         }
-        held.kib += limits.holdBytes(chunk.length);
+        if (!known) held.kib += await deadline.pausedWhile(() => limits.holdChunk(chunk.length, held.ticket));
         chunks.push(chunk);
       }
       return { data: Buffer.concat(chunks, size), httpStatus: status, bytes: size };
@@ -189,20 +236,24 @@ export async function download(url: URL, policy: DownloadPolicy, agent: Dispatch
   let attempts = 0;
   let bytes = 0;
   for (let attempt = 0; ; attempt++) {
-    const held = { kib: await limits.reserveMemory(), bytes: 0, sent: 0 };
+    await limits.waitForRoom();
+    const held: Held = { kib: 0, bytes: 0, sent: 0, ticket: limits.ticket() };
     await limits.takeRequestToken();
     try {
       const got = await attemptOnce(url, policy, agent, limits, held);
-      return { data: got.data, error: null, httpStatus: got.httpStatus, attempts: attempts + 1, bytes: bytes + got.bytes, heldKiB: held.kib };
+      // A whole body keeps its overdraft (if it took one) until processing gives its bytes back.
+      limits.settle(held.kib);
+      return { data: got.data, error: null, httpStatus: got.httpStatus, attempts: attempts + 1, bytes: bytes + got.bytes, heldKiB: held.kib, ticket: held.ticket };
     } catch (err) {
       if (held.sent > 0) attempts++;
-      limits.releaseBytes(held.kib);
+      limits.endAttempt(held.ticket);
+      limits.release(held.kib, false);
       bytes += held.bytes;
       const e = classifyNetworkError(err);
       const transient = isTransient(e.code, e.httpStatus);
       const tooLong = e.retryAfterMs !== null && e.retryAfterMs > MAX_RETRY_AFTER_MS;
       if (!transient || attempt >= policy.retries || tooLong) {
-        return { data: null, error: e, httpStatus: e.httpStatus, attempts, bytes, heldKiB: 0 };
+        return { data: null, error: e, httpStatus: e.httpStatus, attempts, bytes, heldKiB: 0, ticket: 0 };
       }
       await sleep(backoffDelay(attempt, policy.backoffMs, e.retryAfterMs));
     }

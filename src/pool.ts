@@ -1,43 +1,51 @@
 import { Piscina } from 'piscina';
 import { fileURLToPath } from 'node:url';
-import type { RowSettings } from './process-row.js';
-import type { SharedLimitsInit } from './shared-limits.js';
 import type { RowResult, RowTask } from './result.js';
+import type { WorkerConfig } from './worker-config.js';
+import { SharedLimits } from './shared-limits.js';
 
-/** Everything a worker needs, sent once when the pool starts. */
-export interface WorkerConfig extends RowSettings {
-  concurrency: number;
-  limits: SharedLimitsInit;
-}
+export const FETCH_RESIZE_WORKER = fileURLToPath(new URL('./workers/fetch-resize.js', import.meta.url));
 
 /**
  * A Piscina pool with backpressure: submit() waits while `threads × concurrency` rows plus a small
- * queue are in flight, so the main thread never holds more than that plus one chunk.
+ * queue are in flight, so the main thread never holds more than that plus one chunk. The wait is a
+ * counter and one promise: O(1) per row at any capacity.
  */
 export class RowPool {
   private readonly piscina: Piscina;
-  private readonly inFlight = new Set<Promise<void>>();
   private readonly capacity: number;
+  private inFlight = 0;
+  /** The one submit() waiting for room (the main loop submits one row at a time). */
+  private roomWaiter: (() => void) | null = null;
+  private idleWaiters: (() => void)[] = [];
+  private abandoned = false;
 
   constructor(config: WorkerConfig, threads: number, private readonly onResult: (r: RowResult) => void,
-    private readonly onCrash: (task: RowTask, err: unknown) => void) {
+    private readonly onCrash: (task: RowTask, err: unknown) => void, filename = FETCH_RESIZE_WORKER) {
     this.piscina = new Piscina({
-      filename: fileURLToPath(new URL('./workers/fetch-resize.js', import.meta.url)),
+      filename,
       minThreads: threads,
       maxThreads: threads,
       concurrentTasksPerWorker: config.concurrency,
       idleTimeout: 60_000,
       workerData: config,
     });
+    // A dead worker's finally blocks never run: give back the host slots and bytes its ledger holds.
+    this.piscina.on('workerDestroy', (w: { id: number }) => { SharedLimits.settleWorker(config.limits.buffer, w.id); });
+    this.piscina.on('error', () => undefined);
     this.capacity = threads * config.concurrency + threads * 2;
   }
 
-  private abandoned = false;
-
   async submit(task: RowTask): Promise<void> {
-    while (this.inFlight.size >= this.capacity) await Promise.race(this.inFlight);
-    const p: Promise<void> = this.runTask(task).finally(() => { this.inFlight.delete(p); });
-    this.inFlight.add(p);
+    while (this.inFlight >= this.capacity) await new Promise<void>((r) => { this.roomWaiter = r; });
+    this.inFlight++;
+    void this.runTask(task).finally(() => {
+      this.inFlight--;
+      const room = this.roomWaiter;
+      this.roomWaiter = null;
+      room?.();
+      if (this.inFlight === 0) for (const w of this.idleWaiters.splice(0)) w();
+    });
   }
 
   /**
@@ -59,8 +67,8 @@ export class RowPool {
   }
 
   /** Resolves when every submitted row has settled. */
-  async drain(): Promise<void> {
-    while (this.inFlight.size) await Promise.race(this.inFlight);
+  drain(): Promise<void> {
+    return this.inFlight === 0 ? Promise.resolve() : new Promise((r) => { this.idleWaiters.push(r); });
   }
 
   /** Stop reporting: rows still in flight are left for the next run. */

@@ -1,42 +1,16 @@
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
-import type { Dispatcher } from 'undici';
 import { RowError } from './errors.js';
 import { failedResult } from './result.js';
 import type { ImageSource, RowResult, RowTask } from './result.js';
-export type { RowResult, RowTask } from './result.js';
+import type { RowContext } from './worker-config.js';
 import { parseRowUrl } from './address.js';
 import { checkId, chooseCaption } from './row.js';
 import { download } from './download.js';
-import type { DownloadPolicy, Downloaded } from './download.js';
+import type { Downloaded } from './download.js';
 import { orientedSize, probe, resizeImage } from './resize.js';
-import type { ResizeOptions } from './resize.js';
 import { writeAtomic } from './output.js';
 import { coveringWidth, imgixUrl } from './cdn.js';
-import type { CdnResize } from './cdn.js';
-import type { SharedLimits } from './shared-limits.js';
-import type { Semaphore } from './semaphore.js';
-
-/** How every row of a run is processed: the same for all workers, sent once as plain data. */
-export interface RowSettings {
-  out: string;
-  tmpDir: string;
-  resize: ResizeOptions;
-  policy: DownloadPolicy;
-  cdnResize: CdnResize;
-  cdnHosts: string[];
-}
-
-/** A worker's settings plus what it owns: its HTTP agent, the shared limits, its CPU slots. */
-export interface RowContext extends RowSettings {
-  agent: Dispatcher;
-  limits: SharedLimits;
-  /**
-   * Images decoding/encoding at once in this worker (one): downloads overlap freely, but more images in
-   * sharp than threads add no throughput and hold more decoded pixels in memory.
-   */
-  cpu: Semaphore;
-}
 
 /**
  * Fetch the CDN's smaller rendition when it still covers the target; otherwise (or on any doubt) the
@@ -53,7 +27,7 @@ async function fetchSource(url: URL, task: RowTask, ctx: RowContext): Promise<Do
     const got = meta ? orientedSize(meta) : null;
     if (got && got.width >= plan.need.width && got.height >= plan.need.height) return { ...small, source: 'rendition' };
   }
-  ctx.limits.releaseBytes(small.heldKiB);
+  ctx.limits.release(small.heldKiB, true, small.ticket);
   const full = await download(url, ctx.policy, ctx.agent, ctx.limits);
   return { ...full, attempts: full.attempts + small.attempts, bytes: full.bytes + small.bytes, source: 'original' };
 }
@@ -86,7 +60,7 @@ export async function processRow(task: RowTask, ctx: RowContext): Promise<RowRes
   try {
     const data = got.data;
     const img = await ctx.cpu.use(() => resizeImage(data, ctx.resize));
-    ctx.limits.releaseBytes(got.heldKiB);
+    ctx.limits.release(got.heldKiB, true, got.ticket);
     got.heldKiB = 0;
     const caption = chooseCaption(task.caption, task.fallback);
     const name = `${id}.${ctx.resize.format === 'jpeg' ? 'jpg' : ctx.resize.format}`;
@@ -110,6 +84,6 @@ export async function processRow(task: RowTask, ctx: RowContext): Promise<RowRes
   } catch (err) {
     return failedResult(task, asRowError(err), started, fetched);
   } finally {
-    ctx.limits.releaseBytes(got.heldKiB);
+    ctx.limits.release(got.heldKiB, true, got.ticket);
   }
 }

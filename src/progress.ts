@@ -31,6 +31,10 @@ export interface Summary {
   metadata: string;
   /** With --cdn-resize: ok rows that fell back to the original because the rendition did not cover the target. */
   rendition_fallbacks: number | null;
+  /** Seconds spent rebuilding manifest.parquet and metadata.parquet at the end. */
+  records_s: number;
+  /** The most downloaded-but-unprocessed bytes held at once across the pool (--memory-budget caps it). */
+  memory_held_peak_bytes: number;
 }
 
 const WINDOW = 500;
@@ -123,6 +127,7 @@ export function formatSummary(s: Summary): string {
     `${s.interrupted ? pc.yellow('interrupted') : pc.green('done')}: ${s.processed} rows processed of ${s.selected} selected${s.shard ? ` (shard ${s.shard})` : ''}`,
     `  ok ${s.ok} · failed ${s.failed} · skipped ${s.skipped} (done before)`,
     ...(errors ? ['failed by error code:', errors] : []),
+    ...(s.errors.internal_error ? [pc.yellow(`  ${s.errors.internal_error} rows hit a bug in pcb (internal_error): please report it, with their message from the manifest`)] : []),
     `  ${s.wall_s.toFixed(1)} s wall · ${s.images_per_s.toFixed(2)} img/s · ${s.images_per_s_per_thread.toFixed(2)} img/s per thread (${s.threads} threads × ${s.concurrency}) · ${prettyBytes(s.bytes_downloaded)} downloaded`,
     ...(s.rendition_fallbacks !== null ? [`  --cdn-resize: ${s.ok - s.rendition_fallbacks} from renditions, ${s.rendition_fallbacks} from originals (no covering rendition)`] : []),
     `  images and captions in ${s.out}`,

@@ -46,7 +46,7 @@ export async function writeRecords(conn: DuckDBConnection, logs: string[], src: 
     const select = described.map((c) => (RENAMED[c.name] ? `i.${ident(c.name)} AS ${ident(RENAMED[c.name])}` : `i.${ident(c.name)}`));
     await copyAtomic(conn, `SELECT ${[...select, 'm.path AS file_name', 'm.width AS width', 'm.height AS height', `${caption} AS caption`].join(', ')}
       FROM read_parquet(${literal(src.input)}, file_row_number = true) i JOIN __latest m ON m.row = i.file_row_number
-      WHERE m.status = 'ok' ORDER BY m.row`, dest.metadata);
+      WHERE m.status = 'ok'`, dest.metadata);
   } else {
     rmSync(dest.metadata, { force: true });
   }

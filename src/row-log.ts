@@ -73,8 +73,12 @@ export function logLinesSql(logs: string[]): string {
     WHERE row IS NOT NULL AND status IS NOT NULL`;
 }
 
-/** The latest outcome of each row over the given logs. */
+/**
+ * The latest outcome of each row over the given logs: a hash aggregate keeping each column's value at
+ * the greatest (run, seq), one entry per row; no sort or window over every line.
+ */
 export function latestSql(logs: string[]): string {
-  return `SELECT * EXCLUDE (rn) FROM (
-    SELECT *, row_number() OVER (PARTITION BY row ORDER BY run DESC, seq DESC) AS rn FROM (${logLinesSql(logs)})) WHERE rn = 1`;
+  const cols = LOG_COLUMNS.map(([k]) => k).filter((k) => k !== 'row');
+  return `SELECT row, ${cols.map((k) => `arg_max(${ident(k)}, __ord) AS ${ident(k)}`).join(', ')}
+    FROM (SELECT *, run::HUGEINT * 4294967296 + seq AS __ord FROM (${logLinesSql(logs)})) GROUP BY row`;
 }

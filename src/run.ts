@@ -2,7 +2,7 @@ import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { FatalError, RowError, UsageError } from './errors.js';
 import type { DownloadOptions } from './options.js';
-import { Source, countPlan, streamTasks } from './source.js';
+import { Source, buildDuplicateTable, countPlan, streamTasks } from './source.js';
 import type { Plan } from './source.js';
 import { ensureWritableDir } from './output.js';
 import {
@@ -14,8 +14,8 @@ import { FolderLock } from './lock.js';
 import { RowLog } from './row-log.js';
 import { buildDoneTable, buildPreviousTable, writeRecords } from './records.js';
 import { RowPool } from './pool.js';
-import type { WorkerConfig } from './pool.js';
-import { createSharedBuffer } from './shared-limits.js';
+import type { WorkerConfig } from './worker-config.js';
+import { SharedLimits, createSharedBuffer } from './shared-limits.js';
 import { Progress } from './progress.js';
 import type { Summary } from './progress.js';
 import { checkId } from './row.js';
@@ -99,11 +99,15 @@ async function runLocked(o: DownloadOptions, source: Source, started: number, ho
       : await buildDoneTable(source.conn, o.out, logs, { retryFailed: o.retryFailed, allowPrivateNetwork: o.allowPrivateNetwork, ignoreOptOut: o.ignoreOptOut }),
     previousTable: formatChanged && logs.length ? await buildPreviousTable(source.conn, logs) : null,
   };
-  const { selected, todo } = await withWhere(o.where, () => countPlan(source, plan));
+  const { selected, todo } = await withWhere(o.where, async () => {
+    plan.duplicateTable = await buildDuplicateTable(source, plan);
+    return countPlan(source, plan);
+  });
 
   const log = new RowLog(logPath(o.out, o.shard));
   const progress = new Progress(todo, { quiet: o.quiet || o.json, warn: !o.quiet, tty: Boolean(process.stderr.isTTY) });
   const settle = (r: RowResult) => { log.append(r); progress.add(r); };
+  const limitsBuffer = createSharedBuffer(o.threads);
   const config: WorkerConfig = {
     out: path.resolve(o.out), tmpDir: path.resolve(tmpDir),
     resize: { mode: o.resize, resolution: o.resolution, format: o.format, quality: o.quality, pngCompression: o.pngCompression, pngFilter: o.pngFilter },
@@ -112,7 +116,7 @@ async function runLocked(o: DownloadOptions, source: Source, started: number, ho
       allowPrivateNetwork: o.allowPrivateNetwork, ignoreOptOut: o.ignoreOptOut,
     },
     cdnResize: o.cdnResize, cdnHosts: o.cdnHosts, concurrency: o.concurrency,
-    limits: { buffer: createSharedBuffer(), maxRps: o.maxRps, maxHostConnections: o.maxHostConnections, memoryBudgetBytes: o.memoryBudgetBytes },
+    limits: { buffer: limitsBuffer, maxRps: o.maxRps, maxHostConnections: o.maxHostConnections, memoryBudgetBytes: o.memoryBudgetBytes },
   };
   const pool = todo > 0 ? new RowPool(config, o.threads, settle, (task, err) => {
     settle(failedResult(task, new RowError('internal_error', `worker crashed: ${(err as Error)?.message ?? err}`), Date.now()));
@@ -130,7 +134,7 @@ async function runLocked(o: DownloadOptions, source: Source, started: number, ho
       outer: for await (const batch of streamTasks(source, plan, o.chunkSize)) {
         for (const task of batch) {
           if (stopping) break outer;
-          if (task.occurrence > 1 && isValidId(task.id)) {
+          if (task.duplicate && isValidId(task.id)) {
             settle(failedResult(task, new RowError('duplicate_id', `id ${task.id} already appears in an earlier row`), Date.now()));
             continue;
           }
@@ -156,11 +160,13 @@ async function runLocked(o: DownloadOptions, source: Source, started: number, ho
 
   const dest = recordPaths(o.out, o.shard, o.manifest);
   const recordLogs = o.shard ? [logPath(o.out, o.shard)] : allLogPaths(o.out);
+  const recordsStarted = Date.now();
   try {
     await writeRecords(source.conn, recordLogs, { input: path.resolve(o.input), captionColumn: settings.captionColumn, fallbackCaptionColumn: settings.fallbackCaptionColumn }, dest);
   } catch (err) {
     throw new FatalError(`could not write the records in ${o.out}: ${duckMessage(err)}; the log in ${stateDir} is intact, rerun to rebuild them`);
   }
+  const recordsS = (Date.now() - recordsStarted) / 1000;
   rmSync(tmpDir, { recursive: true, force: true });
   const wall = progress.elapsedS;
   const cpu = process.cpuUsage();
@@ -174,6 +180,8 @@ async function runLocked(o: DownloadOptions, source: Source, started: number, ho
     cpu_s: (cpu.user + cpu.system) / 1e6,
     peak_rss_bytes: process.resourceUsage().maxRSS * 1024,
     rendition_fallbacks: o.cdnResize === 'none' ? null : progress.renditionFallbacks,
+    records_s: recordsS,
+    memory_held_peak_bytes: SharedLimits.peakKiB(limitsBuffer) * 1024,
   };
 }
 

@@ -105,6 +105,8 @@ export interface Plan {
   doneTable: string | null;
   /** A table of (`row`, `path`): images written before under another name (--overwrite into another format). */
   previousTable?: string | null;
+  /** A table of `row` values whose id an earlier row has (see buildDuplicateTable). */
+  duplicateTable?: string | null;
 }
 
 /**
@@ -124,12 +126,25 @@ function numberExpr(source: Source, col: string): string {
   return source.has(col) ? `TRY_CAST(${ident(col)} AS DOUBLE)` : 'NULL::DOUBLE';
 }
 
-/** The rows of the plan, in input order: where → shard → limit, then minus the done set. */
+/**
+ * The rows of the plan: where → shard → limit (the first n in file order: DuckDB keeps a scan's order
+ * without ORDER BY, as preserve_insertion_order is on). No sort: nothing holds the whole selection.
+ */
 export function selectedRowsSql(source: Source, plan: Plan): string {
   const filters = [plan.where ? `(${plan.where})` : 'TRUE'];
   if (plan.shard) filters.push(shardPredicate(ident(plan.idColumn), plan.shard));
-  return `SELECT file_row_number AS __row, * FROM ${source.scan} WHERE ${filters.join(' AND ')}
-    ORDER BY file_row_number ${plan.limit !== null ? `LIMIT ${plan.limit}` : ''}`;
+  return `SELECT file_row_number AS __row, * FROM ${source.scan} WHERE ${filters.join(' AND ')} ${plan.limit !== null ? `LIMIT ${plan.limit}` : ''}`;
+}
+
+/**
+ * The selected rows whose id an earlier selected row already has (the first wins), as a temp table
+ * `__dups`: a hash aggregate over (row, id) only, never a window over whole rows.
+ */
+export async function buildDuplicateTable(source: Source, plan: Plan): Promise<string> {
+  await source.conn.run(`CREATE OR REPLACE TEMP TABLE __dups AS
+    WITH s AS (SELECT __row AS r, CAST(${ident(plan.idColumn)} AS VARCHAR) AS k FROM (${selectedRowsSql(source, plan)}))
+    SELECT s.r AS row FROM s JOIN (SELECT k, min(r) AS first FROM s GROUP BY k HAVING count(*) > 1) f ON f.k = s.k WHERE s.r > f.first`);
+  return '__dups';
 }
 
 /** Stable partition by id: the same id always lands in the same shard, whatever the row order. */
@@ -138,19 +153,18 @@ export function shardPredicate(idExpr: string, shard: Shard): string {
 }
 
 export function taskSql(source: Source, plan: Plan): string {
-  return `WITH sel AS (${selectedRowsSql(source, plan)}),
-  numbered AS (
-    SELECT CAST(__row AS DOUBLE) AS row, CAST(${ident(plan.idColumn)} AS VARCHAR) AS id, CAST(${ident(plan.urlColumn)} AS VARCHAR) AS url,
+  return `SELECT CAST(__row AS DOUBLE) AS row, CAST(${ident(plan.idColumn)} AS VARCHAR) AS id, CAST(${ident(plan.urlColumn)} AS VARCHAR) AS url,
       ${textExpr(source, plan.captionColumn)} AS caption, ${textExpr(source, plan.fallbackColumn)} AS fallback,
       ${numberExpr(source, 'width')} AS src_width, ${numberExpr(source, 'height')} AS src_height,
-      CAST(row_number() OVER (PARTITION BY CAST(${ident(plan.idColumn)} AS VARCHAR) ORDER BY __row) AS DOUBLE) AS occurrence
-    FROM sel)
-  SELECT numbered.*, ${plan.previousTable ? 'p.path' : 'NULL::VARCHAR'} AS previous_path FROM numbered
-    ${plan.previousTable ? `LEFT JOIN ${plan.previousTable} p ON p.row = numbered.row` : ''}
-    ${plan.doneTable ? `WHERE NOT EXISTS (SELECT 1 FROM ${plan.doneTable} d WHERE d.row = numbered.row)` : ''} ORDER BY numbered.row`;
+      ${plan.duplicateTable ? 'dup.row IS NOT NULL' : 'FALSE'} AS duplicate,
+      ${plan.previousTable ? 'prev.path' : 'NULL::VARCHAR'} AS previous_path
+    FROM (${selectedRowsSql(source, plan)}) sel
+    ${plan.duplicateTable ? `LEFT JOIN ${plan.duplicateTable} dup ON dup.row = sel.__row` : ''}
+    ${plan.previousTable ? `LEFT JOIN ${plan.previousTable} prev ON prev.row = sel.__row` : ''}
+    ${plan.doneTable ? `WHERE NOT EXISTS (SELECT 1 FROM ${plan.doneTable} d WHERE d.row = sel.__row)` : ''}`;
 }
 
-export interface TaskRow extends RowTask { occurrence: number }
+export interface TaskRow extends RowTask { duplicate: boolean }
 
 /** Streams the plan's rows, about `chunkSize` at a time; DuckDB holds the rest. */
 export async function* streamTasks(source: Source, plan: Plan, chunkSize: number): AsyncGenerator<TaskRow[]> {
@@ -164,7 +178,7 @@ export async function* streamTasks(source: Source, plan: Plan, chunkSize: number
         row: Number(r.row), id: r.id === null ? null : String(r.id), url: r.url === null ? null : String(r.url),
         caption: r.caption === null ? null : String(r.caption), fallback: r.fallback === null ? null : String(r.fallback),
         srcWidth: r.src_width === null ? null : Number(r.src_width), srcHeight: r.src_height === null ? null : Number(r.src_height),
-        occurrence: Number(r.occurrence), previousPath: r.previous_path === null ? null : String(r.previous_path),
+        duplicate: r.duplicate === true, previousPath: r.previous_path === null ? null : String(r.previous_path),
       });
     }
     if (batch.length >= chunkSize) { yield batch; batch = []; }

@@ -7,6 +7,7 @@ import { datasetRow, writeParquet, DATASET_COLUMNS } from '../src/kit/dataset.js
 import { pixelBombPng } from '../src/kit/hostile.js';
 import type { KitServer } from '../src/kit/server.js';
 import type { KitPhoto } from '../src/kit/photos.js';
+import { photoSet } from '../src/kit/photos.js';
 
 const TEXT_IDS = { ...DATASET_COLUMNS, id: 'VARCHAR' };
 let server: KitServer;
@@ -218,19 +219,27 @@ describe('politeness and deadlines', () => {
     expect(s.peak_rss_bytes).toBeLessThan(700 * 2 ** 20);
   });
 
-  it('holds downloaded-but-unprocessed bytes under --memory-budget: downloads wait for room', async () => {
+  it('holds downloaded-but-unprocessed bytes under --memory-budget + one body: bodies wait for room', async () => {
     const dir = tmpDir();
     const input = path.join(dir, 'in.parquet');
-    await writeParquet(input, Array.from({ length: 8 }, (_, i) => datasetRow(i, server.url(`/delay/150/${photos[i % photos.length].name}?mem=${i}`), 640, 480)));
-    server.maxConcurrent = 0;
-    const tight = await runPcb(['download', input, '--out', path.join(dir, 'a'), '--allow-private-network', '--threads', '2', '--concurrency', '8',
-      '--memory-budget', '1', '--quiet', '--json', '--resolution', '256']);
-    expect(JSON.parse(tight.stdout).ok).toBe(8);
-    expect(server.maxConcurrent).toBe(1);
+    const big = await photoSet(4, [2400, 1600], 95);
+    for (const p of big) server.put(p.name, p.data);
+    const largest = Math.max(...big.map((p) => p.data.length));
+    const budget = 2 * largest;
+    // 16 concurrent large bodies (known length, then chunked) against a budget of two of them.
+    for (const route of ['delay/150', 'chunked']) {
+      await writeParquet(input, Array.from({ length: 16 }, (_, i) => datasetRow(i, server.url(`/${route}/${big[i % big.length].name}?mem=${i}`), 2400, 1600)));
+      const tight = JSON.parse((await runPcb(['download', input, '--out', path.join(dir, `a-${route.replace('/', '-')}`), '--allow-private-network', '--threads', '2', '--concurrency', '8',
+        '--memory-budget', String(budget), '--quiet', '--json', '--resolution', '256'])).stdout);
+      expect(tight.ok, route).toBe(16);
+      expect(tight.memory_held_peak_bytes, route).toBeGreaterThan(0);
+      expect(tight.memory_held_peak_bytes, route).toBeLessThanOrEqual(budget + largest + 16 * 1024);
+    }
     server.maxConcurrent = 0;
     const roomy = await runPcb(['download', input, '--out', path.join(dir, 'b'), '--allow-private-network', '--threads', '2', '--concurrency', '8',
       '--memory-budget', '1G', '--quiet', '--json', '--resolution', '256']);
-    expect(JSON.parse(roomy.stdout).ok).toBe(8);
+    expect(JSON.parse(roomy.stdout).ok).toBe(16);
+    expect(JSON.parse(roomy.stdout).memory_held_peak_bytes).toBeGreaterThan(budget + largest);
     expect(server.maxConcurrent).toBeGreaterThan(2);
   });
 

@@ -44,10 +44,21 @@ export function datasetRow(i: number, url: string, w: number, h: number, over: D
 }
 
 /**
+ * With `fullShape`, the dataset's real weight: 20 columns and CogVLM-length captions (~570 characters,
+ * varied per row so that they do not compress away), as `bench:scale` measures memory against.
+ */
+const LONG_CAPTION_TAIL = ` || ' ' || repeat('The photograph is taken from a low angle in soft daylight, with a shallow depth of field '
+          || 'that blurs the background into gentle shapes of colour. ', 3) || md5(i::VARCHAR) || md5((i * 7)::VARCHAR)`;
+const FULL_SHAPE_COLUMNS = `,
+        'photographer ' || (i % 5000) AS photographer, 'https://www.pexels.com/@user' || (i % 5000) AS photographer_url,
+        '#' || substr(md5(i::VARCHAR), 1, 6) AS avg_color, (i % 90000)::BIGINT AS photographer_id, 'pexels' AS license,
+        (i % 2 = 0) AS liked, 'jpeg' AS source_format`;
+
+/**
  * A parquet of n rows in the dataset's shape, made inside DuckDB (seconds for the full 567,000):
  * every 10th caption null, every 4th tags empty, Pexels-like sizes. URLs point at `urlBase`.
  */
-export async function writeSyntheticDataset(file: string, n: number, urlBase = 'http://127.0.0.1:9'): Promise<void> {
+export async function writeSyntheticDataset(file: string, n: number, urlBase = 'http://127.0.0.1:9', fullShape = false): Promise<void> {
   const db = await DuckDBInstance.create(':memory:');
   const conn = await db.connect();
   try {
@@ -56,11 +67,11 @@ export async function writeSyntheticDataset(file: string, n: number, urlBase = '
         ${literal(urlBase)} || '/img/photo-' || (i % 100) || '.jpg' AS url,
         'Photo ' || i AS title,
         CASE WHEN i % 4 = 0 THEN '' ELSE 'tag' || (i % 7) || ', tag' || (i % 11) END AS tags,
-        CASE WHEN i % 10 = 0 THEN NULL ELSE 'The image shows scene number ' || i || '.' END AS cogvlm_caption,
+        CASE WHEN i % 10 = 0 THEN NULL ELSE 'The image shows scene number ' || i || '.'${fullShape ? LONG_CAPTION_TAIL : ''} END AS cogvlm_caption,
         (CASE i % 3 WHEN 0 THEN 6000 WHEN 1 THEN 4000 ELSE 5472 END)::BIGINT AS width,
         (CASE i % 3 WHEN 0 THEN 4000 WHEN 1 THEN 6000 ELSE 3648 END)::BIGINT AS height,
         round(width / height, 3) AS aspect_ratio, 'class' || (i % 5) AS class_label, 'photo' AS type,
-        'slug-' || i AS slug, 'Description ' || i AS description, 'Alt ' || i AS alt
+        'slug-' || i AS slug, 'Description ' || i AS description, 'Alt ' || i AS alt${fullShape ? FULL_SHAPE_COLUMNS : ''}
       FROM range(${Math.floor(n)}) t(i)) TO ${literal(tmp)} (FORMAT parquet)`);
     renameSync(tmp, file);
   } finally {

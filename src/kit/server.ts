@@ -26,6 +26,8 @@ export interface LoggedRequest { method: string; path: string; userAgent: string
  */
 export class KitServer {
   readonly requests: LoggedRequest[] = [];
+  /** Off for long benches: the log would grow with every request. */
+  recordRequests = true;
   private readonly images = new Map<string, { data: Buffer; type: string }>();
   private readonly flaky = new Map<string, number>();
   private readonly renditions = new Map<string, Buffer>();
@@ -89,7 +91,7 @@ export class KitServer {
     this.active++;
     this.maxConcurrent = Math.max(this.maxConcurrent, this.active);
     res.on('close', () => { this.active--; });
-    this.requests.push({ method: req.method ?? 'GET', path: u.pathname + u.search, userAgent: String(req.headers['user-agent'] ?? ''), at: Date.now() });
+    if (this.recordRequests) this.requests.push({ method: req.method ?? 'GET', path: u.pathname + u.search, userAgent: String(req.headers['user-agent'] ?? ''), at: Date.now() });
     const parts = u.pathname.split('/').filter(Boolean);
     const rest = (from: number) => parts.slice(from).join('/');
     switch (parts[0]) {
@@ -150,6 +152,18 @@ export class KitServer {
       }
       case 'empty': res.writeHead(200, { 'content-type': 'image/jpeg', 'content-length': '0' }); res.end(); return;
       case 'reset': req.socket.destroy(); return;
+      case 'chunked': {
+        // A slow body of unknown length: 64 KiB pieces every 5 ms, no Content-Length.
+        const img = this.images.get(rest(1));
+        if (!img) { res.writeHead(404); res.end(); return; }
+        res.writeHead(200, { 'content-type': img.type });
+        for (let off = 0; off < img.data.length && !res.destroyed; off += 65536) {
+          res.write(img.data.subarray(off, off + 65536));
+          await new Promise((r) => setTimeout(r, 5));
+        }
+        res.end();
+        return;
+      }
       case 'as-html': {
         const img = this.images.get(rest(1));
         res.writeHead(200, { 'content-type': 'text/html' });

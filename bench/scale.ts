@@ -1,0 +1,177 @@
+/**
+ * `npm run bench:scale [-- --rows 567597 --threads 2]`: pcb over the dataset's full shape (567,597 rows,
+ * 20 columns, ~570-character captions) with tiny images from a loopback keep-alive server, so that what
+ * is measured is what grows with the input: rows/s, CPU per row (main thread and all), peak RSS sampled
+ * over time, records time, planning time of a resumed run, `pcb merge`, the flat folder's listing and
+ * create/rename costs, and the pool's dispatch cost alone at capacities 32, 1,024 and 4,096.
+ */
+import { spawn } from 'node:child_process';
+import { mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { KitServer } from '../src/kit/server.js';
+import { photoSet } from '../src/kit/photos.js';
+import { writeSyntheticDataset } from '../src/kit/dataset.js';
+import { projectRoot } from '../src/version.js';
+import { RowPool } from '../src/pool.js';
+import { createSharedBuffer } from '../src/shared-limits.js';
+import type { WorkerConfig } from '../src/worker-config.js';
+import type { Summary } from '../src/progress.js';
+
+const ROOT = projectRoot();
+/** Clock ticks per second in /proc's CPU times (USER_HZ, 100 on Linux). */
+const TICK = 100;
+
+interface Sampled<T> { result: T; peakRssMb: number; timeline: [number, number][]; mainCpuS: number; code: number | null }
+
+/** Run bin/pcb, sampling its RSS and its main thread's CPU from /proc every 200 ms. */
+function sampled(args: string[]): Promise<Sampled<string>> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(path.join(ROOT, 'bin', 'pcb'), args, { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.on('data', (d) => { out += d; });
+    const started = Date.now();
+    const timeline: [number, number][] = [];
+    let peak = 0;
+    let mainCpuS = 0;
+    const sample = () => {
+      try {
+        const status = readFileSync(`/proc/${child.pid}/status`, 'utf8');
+        const rss = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024;
+        peak = Math.max(peak, rss);
+        timeline.push([(Date.now() - started) / 1000, rss]);
+        const stat = readFileSync(`/proc/${child.pid}/task/${child.pid}/stat`, 'utf8').split(') ')[1].split(' ');
+        mainCpuS = (Number(stat[11]) + Number(stat[12])) / TICK;
+      } catch { /* exited between samples */ }
+    };
+    const timer = setInterval(sample, 200);
+    child.on('error', reject);
+    child.on('exit', (code) => { clearInterval(timer); resolve({ result: out, peakRssMb: peak, timeline, mainCpuS, code }); });
+  });
+}
+
+/** Main-thread rows/s of the pool alone: no-op tasks at a given capacity. */
+async function poolRate(concurrency: number, rows: number): Promise<number> {
+  const config: WorkerConfig = {
+    out: '/nonexistent', tmpDir: '/nonexistent', cdnResize: 'none', cdnHosts: [], concurrency,
+    resize: { mode: 'shortest-side', resolution: 1024, format: 'png', quality: 95, pngCompression: 6, pngFilter: true },
+    policy: { timeoutMs: 1000, maxBytes: 1, retries: 0, backoffMs: 0, userAgent: 'x', allowPrivateNetwork: false, ignoreOptOut: false },
+    limits: { buffer: createSharedBuffer(1), maxRps: null, maxHostConnections: 64, memoryBudgetBytes: 2 ** 30 },
+  };
+  const pool = new RowPool(config, 1, () => undefined, () => undefined, fileURLToPath(new URL('./noop-worker.js', import.meta.url)));
+  const task = (row: number) => ({ row, id: String(row), url: 'x', caption: null, fallback: null, srcWidth: null, srcHeight: null });
+  try {
+    for (let i = 0; i < 2000; i++) await pool.submit(task(i));
+    await pool.drain();
+    const t0 = process.cpuUsage();
+    for (let i = 0; i < rows; i++) await pool.submit(task(i));
+    await pool.drain();
+    const t = process.cpuUsage(t0);
+    return rows / ((t.user + t.system) / 1e6);
+  } finally {
+    await pool.destroy();
+  }
+}
+
+/** Seconds to create and rename `n` small files in `dir` (as pcb's atomic writes do). */
+function createRename(dir: string, n: number): number {
+  const tmp = path.join(dir, '.bench-tmp');
+  mkdirSync(tmp, { recursive: true });
+  const t0 = process.hrtime.bigint();
+  for (let i = 0; i < n; i++) {
+    const f = path.join(tmp, `${i}.tmp`);
+    writeFileSync(f, 'x');
+    renameSync(f, path.join(dir, `bench-${i}.txt`));
+  }
+  const s = Number(process.hrtime.bigint() - t0) / 1e9;
+  for (let i = 0; i < n; i++) rmSync(path.join(dir, `bench-${i}.txt`), { force: true });
+  rmSync(tmp, { recursive: true, force: true });
+  return s;
+}
+
+async function main(): Promise<void> {
+  const argv = process.argv.slice(2);
+  const arg = (name: string, def: number) => { const i = argv.indexOf(name); return i >= 0 ? Number(argv[i + 1]) : def; };
+  const rows = arg('--rows', 567_597);
+  const threads = arg('--threads', 2);
+  const work = path.join(ROOT, '.cache', 'bench-scale');
+  mkdirSync(work, { recursive: true });
+  const server = await new KitServer().start();
+  server.recordRequests = false;
+  for (const [i, p] of (await photoSet(100, [96, 64], 80)).entries()) server.put(`photo-${i}.jpg`, p.data);
+  const input = path.join(work, `scale-${rows}.parquet`);
+  process.stderr.write(`bench:scale: ${rows} rows in the dataset's full shape → ${input}\n`);
+  await writeSyntheticDataset(input, rows, server.url('').replace(/\/$/, ''), true);
+  const out = path.join(work, 'out');
+  rmSync(out, { recursive: true, force: true });
+  const common = [input, '--out', out, '--threads', String(threads), '--allow-private-network', '--resize', 'none', '--format', 'jpeg', '--json', '--quiet'];
+
+  process.stderr.write('bench:scale: full run\n');
+  const full = await sampled(['download', ...common]);
+  if (full.code !== 0) throw new Error(`pcb exited ${full.code}`);
+  const s = JSON.parse(full.result) as Summary;
+  if (s.failed) process.stderr.write(`bench:scale: ${s.failed} rows failed: ${JSON.stringify(s.errors)}\n`);
+  const recordsPeak = Math.max(0, ...full.timeline.filter(([t]) => t >= s.wall_s).map(([, r]) => r));
+
+  process.stderr.write('bench:scale: listing and create/rename in the flat folder\n');
+  const t0 = process.hrtime.bigint();
+  const names = readdirSync(out);
+  const listS = Number(process.hrtime.bigint() - t0) / 1e9;
+  const renameFull = createRename(out, 10_000);
+  const empty = path.join(work, 'empty');
+  rmSync(empty, { recursive: true, force: true });
+  mkdirSync(empty);
+  const renameEmpty = createRename(empty, 10_000);
+
+  process.stderr.write('bench:scale: resumed run with 5 % left to do\n');
+  for (let i = 0; i < rows; i += 20) rmSync(path.join(out, `${1_000_000 + i}.jpg`), { force: true });
+  const resumed = await sampled(['download', ...common]);
+  const r = JSON.parse(resumed.result) as Summary;
+
+  process.stderr.write('bench:scale: pcb merge\n');
+  const t1 = Date.now();
+  const merge = await sampled(['merge', out, '--json']);
+  const mergeS = (Date.now() - t1) / 1000;
+
+  process.stderr.write('bench:scale: the pool alone\n');
+  const pool: [number, number][] = [];
+  for (const capacity of [32, 1024, 4096]) pool.push([capacity, await poolRate(capacity - 2, 100_000)]);
+  await server.stop();
+
+  const f1 = (n: number) => n.toFixed(1);
+  const result = {
+    date: new Date().toISOString(), host: os.hostname(), cpus: os.availableParallelism(), rows, threads,
+    full: { wall_s: s.wall_s, rows_per_s: s.processed / s.wall_s, cpu_ms_per_row: (s.cpu_s * 1000) / s.processed, main_cpu_ms_per_row: (full.mainCpuS * 1000) / s.processed,
+      peak_rss_mb: full.peakRssMb, records_s: s.records_s, records_peak_rss_mb: recordsPeak, first_dispatch_s: s.first_dispatch_s, ok: s.ok, failed: s.failed },
+    resumed: { first_dispatch_s: r.first_dispatch_s, processed: r.processed, skipped: r.skipped, peak_rss_mb: resumed.peakRssMb, wall_s: r.wall_s },
+    merge: { wall_s: mergeS, peak_rss_mb: merge.peakRssMb },
+    folder: { entries: names.length, readdir_s: listS, create_rename_10k_full_s: renameFull, create_rename_10k_empty_s: renameEmpty },
+    pool_rows_per_s: Object.fromEntries(pool.map(([c, v]) => [c, v])),
+    timeline: full.timeline.filter((_, i) => i % 5 === 0),
+  };
+  const md = [
+    `## pcb bench:scale — ${result.date.slice(0, 10)} on ${result.host} (${result.cpus} cores)`,
+    '',
+    `${rows} rows in the dataset's shape (20 columns, ~570-character captions), 96×64 JPEGs from a loopback keep-alive server, \`--threads ${threads} --resize none --format jpeg\`: ${s.ok} ok, ${s.failed} failed.`,
+    '',
+    '| run | wall s | rows/s | CPU ms/row (all) | CPU ms/row (main thread) | peak RSS MB | first dispatch s | records s (peak RSS MB) |',
+    '|---|---|---|---|---|---|---|---|',
+    `| full | ${f1(s.wall_s)} | ${f1(result.full.rows_per_s)} | ${result.full.cpu_ms_per_row.toFixed(2)} | ${result.full.main_cpu_ms_per_row.toFixed(2)} | ${f1(full.peakRssMb)} | ${(s.first_dispatch_s ?? 0).toFixed(2)} | ${f1(s.records_s)} (${f1(recordsPeak)}) |`,
+    `| resumed, 5 % left | ${f1(r.wall_s)} | | | | ${f1(resumed.peakRssMb)} | ${(r.first_dispatch_s ?? 0).toFixed(2)} | ${f1(r.records_s)} |`,
+    `| pcb merge | ${f1(mergeS)} | | | | ${f1(merge.peakRssMb)} | | |`,
+    '',
+    `Flat folder of ${names.length} entries: readdir ${listS.toFixed(2)} s; create + rename of 10,000 files ${renameFull.toFixed(2)} s there, ${renameEmpty.toFixed(2)} s in an empty folder.`,
+    `The pool alone (no-op tasks, main-thread rows/s): ${pool.map(([c, v]) => `capacity ${c}: ${Math.round(v)}`).join(' · ')}.`,
+  ].join('\n');
+  const dir = path.join(ROOT, 'bench', 'results');
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(path.join(dir, 'scale-latest.md'), md + '\n');
+  writeFileSync(path.join(dir, 'scale-latest.json'), JSON.stringify(result, null, 2) + '\n');
+  process.stdout.write(md + '\n\nwritten: bench/results/scale-latest.{md,json}\n');
+}
+
+main().catch((err) => {
+  process.stderr.write(`bench:scale: ${(err as Error).message}\n`);
+  process.exit(1);
+});

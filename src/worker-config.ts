@@ -1,0 +1,35 @@
+/** What the main thread sends each worker once, and what a worker works with: shared by both sides. */
+import type { Dispatcher } from 'undici';
+import type { ResizeOptions } from './resize.js';
+import type { DownloadPolicy } from './download.js';
+import type { CdnResize } from './cdn.js';
+import type { SharedLimits, SharedLimitsInit } from './shared-limits.js';
+import type { Semaphore } from './semaphore.js';
+export type { RowResult, RowTask } from './result.js';
+
+/** How every row of a run is processed: the same for all workers, sent once as plain data. */
+export interface RowSettings {
+  out: string;
+  tmpDir: string;
+  resize: ResizeOptions;
+  policy: DownloadPolicy;
+  cdnResize: CdnResize;
+  cdnHosts: string[];
+}
+
+/** Everything a worker needs, sent once when the pool starts. */
+export interface WorkerConfig extends RowSettings {
+  concurrency: number;
+  limits: SharedLimitsInit;
+}
+
+/** A worker's settings plus what it owns: its HTTP agent, the shared limits, its CPU slots. */
+export interface RowContext extends RowSettings {
+  agent: Dispatcher;
+  limits: SharedLimits;
+  /**
+   * Images decoding/encoding at once in this worker (one): downloads overlap freely, but more images in
+   * sharp than threads add no throughput and hold more decoded pixels in memory.
+   */
+  cpu: Semaphore;
+}
