@@ -14,12 +14,19 @@ import { KitServer } from '../src/kit/server.js';
 import { datasetRow, writeParquet } from '../src/kit/dataset.js';
 import { projectRoot } from '../src/version.js';
 import { targetSize } from '../src/resize.js';
-import type { Summary } from '../src/progress.js';
 import { renderChart } from './chart.js';
 import { cpuNow, runPcbDownload } from './spawn.js';
 import { photoBench } from './photos.js';
 
-interface Args { images: number; threads: number[]; concurrency: number[]; resolution: number; quick: boolean; photos: string | null; photosOnly: boolean }
+interface Args {
+  images: number;
+  threads: number[];
+  concurrency: number[];
+  resolution: number;
+  quick: boolean;
+  photos: string | null;
+  photosOnly: boolean;
+}
 
 function parseArgs(argv: string[]): Args {
   const cores = os.availableParallelism();
@@ -29,14 +36,32 @@ function parseArgs(argv: string[]): Args {
   const a: Args = { images: 60, threads: sweep, concurrency: [1, 2, 4, 16], resolution: 1024, quick: false, photos: null, photosOnly: false };
   for (let i = 0; i < argv.length; i++) {
     const v = argv[i + 1];
-    if (argv[i] === '--images') { a.images = Number(v); i++; }
-    else if (argv[i] === '--threads') { a.threads = v.split(',').map(Number); i++; }
-    else if (argv[i] === '--concurrency') { a.concurrency = v.split(',').map(Number); i++; }
-    else if (argv[i] === '--resolution') { a.resolution = Number(v); i++; }
-    else if (argv[i] === '--quick') a.quick = true;
-    else if (argv[i] === '--photos') { a.photos = v; i++; }
-    else if (argv[i] === '--photos-only') { a.photos = v; a.photosOnly = true; i++; }
-    else { process.stderr.write(`bench: unknown argument ${argv[i]} (use --images N --threads 1,2,4 --concurrency 1,4,16 --resolution 1024 --quick --photos <dir> --photos-only <dir>)\n`); process.exit(2); }
+    if (argv[i] === '--images') {
+      a.images = Number(v);
+      i++;
+    } else if (argv[i] === '--threads') {
+      a.threads = v.split(',').map(Number);
+      i++;
+    } else if (argv[i] === '--concurrency') {
+      a.concurrency = v.split(',').map(Number);
+      i++;
+    } else if (argv[i] === '--resolution') {
+      a.resolution = Number(v);
+      i++;
+    } else if (argv[i] === '--quick') a.quick = true;
+    else if (argv[i] === '--photos') {
+      a.photos = v;
+      i++;
+    } else if (argv[i] === '--photos-only') {
+      a.photos = v;
+      a.photosOnly = true;
+      i++;
+    } else {
+      process.stderr.write(
+        `bench: unknown argument ${argv[i]} (use --images N --threads 1,2,4 --concurrency 1,4,16 --resolution 1024 --quick --photos <dir> --photos-only <dir>)\n`,
+      );
+      process.exit(2);
+    }
   }
   if (a.photos !== null && !existsSync(a.photos)) {
     process.stderr.write(`bench: --photos ${a.photos} does not exist (bench/fetch-photos.sh fetches Debian's wallpapers into .cache/photos)\n`);
@@ -75,30 +100,83 @@ async function bareFloor(photos: KitPhoto[], res: number, encode: (s: Sharp) => 
 }
 
 interface Point {
-  label: string; threads: number; concurrency: number; format: string; images: number; wall_s: number; images_per_s: number;
-  images_per_s_per_thread: number; cpu_s: number; cpu_per_image_s: number; images_per_cpu_s: number; cpu_per_wall: number;
-  mb_per_s: number; peak_rss_mb: number; server_cpu_s: number; out_bytes_per_image: number; downloaded_per_image: number; efficiency?: number;
+  label: string;
+  threads: number;
+  concurrency: number;
+  format: string;
+  images: number;
+  wall_s: number;
+  images_per_s: number;
+  images_per_s_per_thread: number;
+  cpu_s: number;
+  cpu_per_image_s: number;
+  images_per_cpu_s: number;
+  cpu_per_wall: number;
+  mb_per_s: number;
+  peak_rss_mb: number;
+  server_cpu_s: number;
+  out_bytes_per_image: number;
+  downloaded_per_image: number;
+  efficiency?: number;
   /** CPU of a one-row run at the same settings: process start, DuckDB, workers loading sharp/undici, records. */
   startup_cpu_s?: number;
   /** (run CPU − startup CPU) / (images − 1): what each further image costs once the pool runs. */
   steady_cpu_per_image_s?: number;
 }
 
-async function point(server: KitServer, input: string, label: string, extra: string[], threads: number, concurrency: number, format: string, work: string): Promise<Point> {
+async function point(
+  server: KitServer,
+  input: string,
+  label: string,
+  extra: string[],
+  threads: number,
+  concurrency: number,
+  format: string,
+  work: string,
+): Promise<Point> {
   const out = path.join(work, `out-${label}`);
   rmSync(out, { recursive: true, force: true });
   const s0 = server.cpuSeconds();
-  const s = await runPcbDownload([input, '--out', out, '--allow-private-network', '--threads', String(threads), '--concurrency', String(concurrency), '--format', format, ...extra]);
+  const s = await runPcbDownload([
+    input,
+    '--out',
+    out,
+    '--allow-private-network',
+    '--threads',
+    String(threads),
+    '--concurrency',
+    String(concurrency),
+    '--format',
+    format,
+    ...extra,
+  ]);
   const serverCpu = server.cpuSeconds() - s0;
   const { execSync } = await import('node:child_process');
-  const outBytes = Number(execSync(`du -sb --exclude=.pcb --exclude='*.parquet' --exclude='*.txt' ${JSON.stringify(out)}`).toString().split('\t')[0]);
+  const outBytes = Number(
+    execSync(`du -sb --exclude=.pcb --exclude='*.parquet' --exclude='*.txt' ${JSON.stringify(out)}`)
+      .toString()
+      .split('\t')[0],
+  );
   rmSync(out, { recursive: true, force: true });
   if (s.failed) throw new Error(`${label}: ${s.failed} rows failed: ${JSON.stringify(s.errors)}`);
   return {
-    label, threads, concurrency, format, images: s.ok, wall_s: s.wall_s, images_per_s: s.images_per_s, images_per_s_per_thread: s.images_per_s_per_thread,
-    cpu_s: s.cpu_s, cpu_per_image_s: s.cpu_s / s.ok, images_per_cpu_s: s.ok / s.cpu_s, cpu_per_wall: s.cpu_s / s.wall_s,
-    mb_per_s: s.bytes_downloaded / 1e6 / s.wall_s, peak_rss_mb: s.peak_rss_bytes / 2 ** 20, server_cpu_s: serverCpu,
-    out_bytes_per_image: outBytes / s.ok, downloaded_per_image: s.bytes_downloaded / s.ok,
+    label,
+    threads,
+    concurrency,
+    format,
+    images: s.ok,
+    wall_s: s.wall_s,
+    images_per_s: s.images_per_s,
+    images_per_s_per_thread: s.images_per_s_per_thread,
+    cpu_s: s.cpu_s,
+    cpu_per_image_s: s.cpu_s / s.ok,
+    images_per_cpu_s: s.ok / s.cpu_s,
+    cpu_per_wall: s.cpu_s / s.wall_s,
+    mb_per_s: s.bytes_downloaded / 1e6 / s.wall_s,
+    peak_rss_mb: s.peak_rss_bytes / 2 ** 20,
+    server_cpu_s: serverCpu,
+    out_bytes_per_image: outBytes / s.ok,
+    downloaded_per_image: s.bytes_downloaded / s.ok,
   };
 }
 
@@ -126,11 +204,16 @@ async function main(): Promise<void> {
     return;
   }
   process.stderr.write(`bench: ${a.images} photo-like JPEGs at Pexels sizes (24 MP; generated once, cached in .cache/kit)\n`);
-  const photos = await photoSet(a.images, null, PEXELS_QUALITY, (d, t) => { if (d % 10 === 0) process.stderr.write(`bench:   generated ${d}/${t}\n`); });
+  const photos = await photoSet(a.images, null, PEXELS_QUALITY, (d, t) => {
+    if (d % 10 === 0) process.stderr.write(`bench:   generated ${d}/${t}\n`);
+  });
   const server = await new KitServer().start();
   for (const p of photos) server.put(p.name, p.data);
   const input = path.join(work, 'bench.parquet');
-  await writeParquet(input, photos.map((p, i) => datasetRow(i, server.url(`/img/${p.name}`), p.width, p.height)));
+  await writeParquet(
+    input,
+    photos.map((p, i) => datasetRow(i, server.url(`/img/${p.name}`), p.width, p.height)),
+  );
   const res = ['--resolution', String(a.resolution)];
   const avgSrc = photos.reduce((s, p) => s + p.data.length, 0) / photos.length;
 
@@ -153,7 +236,7 @@ async function main(): Promise<void> {
     sweep.push(p);
   }
   const one = sweep.find((p) => p.threads === 1) ?? sweep[0];
-  for (const p of sweep) p.efficiency = p.images_per_s / (one.images_per_s / one.threads * p.threads);
+  for (const p of sweep) p.efficiency = p.images_per_s / ((one.images_per_s / one.threads) * p.threads);
 
   const formats: Point[] = [];
   if (!a.quick) {
@@ -164,7 +247,16 @@ async function main(): Promise<void> {
   }
   const pngLevels: { level: number; filtering: boolean; cpu_ms: number; kb: number }[] = [];
   const sample = photos.slice(0, Math.min(8, photos.length));
-  for (const [level, filtering] of [[0, false], [1, false], [2, false], [3, false], [6, false], [9, false], [2, true], [6, true]] as [number, boolean][]) {
+  for (const [level, filtering] of [
+    [0, false],
+    [1, false],
+    [2, false],
+    [3, false],
+    [6, false],
+    [9, false],
+    [2, true],
+    [6, true],
+  ] as [number, boolean][]) {
     if (a.quick && level !== 2 && level !== 6) continue;
     const r = await bareFloor(sample, a.resolution, (s) => s.png({ compressionLevel: level, adaptiveFiltering: filtering }));
     pngLevels.push({ level, filtering, cpu_ms: r.cpu * 1000, kb: r.bytes / 1024 });
@@ -180,7 +272,10 @@ async function main(): Promise<void> {
   if (!a.quick) {
     process.stderr.write('bench: --cdn-resize imgix vs originals\n');
     const imgixInput = path.join(work, 'bench-imgix.parquet');
-    await writeParquet(imgixInput, photos.map((p, i) => datasetRow(i, server.url(`/imgix/${p.name}`), p.width, p.height)));
+    await writeParquet(
+      imgixInput,
+      photos.map((p, i) => datasetRow(i, server.url(`/imgix/${p.name}`), p.width, p.height)),
+    );
     cdn.push(await point(server, imgixInput, 'originals', res, full, 16, 'png', work));
     await point(server, imgixInput, 'imgix-warm', [...res, '--cdn-resize', 'imgix', '--cdn-resize-host', '127.0.0.1'], full, 16, 'png', work);
     cdn.push(await point(server, imgixInput, 'imgix', [...res, '--cdn-resize', 'imgix', '--cdn-resize-host', '127.0.0.1'], full, 16, 'png', work));
@@ -193,14 +288,33 @@ async function main(): Promise<void> {
 
   const best = sweep.find((p) => p.threads === full)!;
   const result = {
-    date: new Date().toISOString(), host: os.hostname(), cpus: os.availableParallelism(), cpu_model: os.cpus()[0]?.model, node: process.version,
-    sharp: sharp.versions, images: photos.length, avg_source_mb: avgSrc / 1e6, resolution: a.resolution,
-    floors: { decode_cpu_per_image_s: decode, bare_cpu_per_image_s: bare.cpu, measured: [floorsBefore, floorsAfter].map((f) => ({ decode: f.decode, bare: f.bare.cpu })) },
-    ratios: {
-      pipeline_over_bare: best.steady_cpu_per_image_s! / bare.cpu, pipeline_over_decode: best.steady_cpu_per_image_s! / decode,
-      one_thread_over_bare: one.steady_cpu_per_image_s! / bare.cpu, whole_run_over_bare: best.cpu_per_image_s / bare.cpu,
+    date: new Date().toISOString(),
+    host: os.hostname(),
+    cpus: os.availableParallelism(),
+    cpu_model: os.cpus()[0]?.model,
+    node: process.version,
+    sharp: sharp.versions,
+    images: photos.length,
+    avg_source_mb: avgSrc / 1e6,
+    resolution: a.resolution,
+    floors: {
+      decode_cpu_per_image_s: decode,
+      bare_cpu_per_image_s: bare.cpu,
+      measured: [floorsBefore, floorsAfter].map((f) => ({ decode: f.decode, bare: f.bare.cpu })),
     },
-    sweep, formats, png_levels: pngLevels, concurrency: conc, cdn, real_photos: real?.result ?? null, bench_wall_s: (Date.now() - started) / 1000,
+    ratios: {
+      pipeline_over_bare: best.steady_cpu_per_image_s! / bare.cpu,
+      pipeline_over_decode: best.steady_cpu_per_image_s! / decode,
+      one_thread_over_bare: one.steady_cpu_per_image_s! / bare.cpu,
+      whole_run_over_bare: best.cpu_per_image_s / bare.cpu,
+    },
+    sweep,
+    formats,
+    png_levels: pngLevels,
+    concurrency: conc,
+    cdn,
+    real_photos: real?.result ?? null,
+    bench_wall_s: (Date.now() - started) / 1000,
   };
   const f2 = (n: number) => n.toFixed(2);
   const md = [
@@ -209,28 +323,76 @@ async function main(): Promise<void> {
     `${photos.length} photo-like JPEGs, ${f2(avgSrc / 1e6)} MB and 24 MP on average, served from memory on loopback; shortest side → ${a.resolution} px, PNG.`,
     `Server CPU is measured apart and not counted in pcb's CPU.`,
     '',
-    table(sweep, [['threads', (p) => String(p.threads)], ['img/s', (p) => f2(p.images_per_s)], ['img/s per thread', (p) => f2(p.images_per_s_per_thread)],
-      ['img per CPU-s', (p) => f2(p.images_per_cpu_s)], ['CPU ms/img steady', (p) => ((p.steady_cpu_per_image_s ?? 0) * 1000).toFixed(0)], ['startup CPU-s', (p) => f2(p.startup_cpu_s ?? 0)], ['CPU-s per wall-s', (p) => f2(p.cpu_per_wall)], ['MB/s in', (p) => f2(p.mb_per_s)],
-      ['peak RSS MB', (p) => p.peak_rss_mb.toFixed(0)], ['scaling eff.', (p) => f2(p.efficiency ?? 1)], ['server CPU-s', (p) => f2(p.server_cpu_s)]]),
+    table(sweep, [
+      ['threads', (p) => String(p.threads)],
+      ['img/s', (p) => f2(p.images_per_s)],
+      ['img/s per thread', (p) => f2(p.images_per_s_per_thread)],
+      ['img per CPU-s', (p) => f2(p.images_per_cpu_s)],
+      ['CPU ms/img steady', (p) => ((p.steady_cpu_per_image_s ?? 0) * 1000).toFixed(0)],
+      ['startup CPU-s', (p) => f2(p.startup_cpu_s ?? 0)],
+      ['CPU-s per wall-s', (p) => f2(p.cpu_per_wall)],
+      ['MB/s in', (p) => f2(p.mb_per_s)],
+      ['peak RSS MB', (p) => p.peak_rss_mb.toFixed(0)],
+      ['scaling eff.', (p) => f2(p.efficiency ?? 1)],
+      ['server CPU-s', (p) => f2(p.server_cpu_s)],
+    ]),
     '',
     `Floors (one thread, per image, the lower of a measurement before and after the runs): decode ${(decode * 1000).toFixed(0)} ms · bare sharp decode+Lanczos+PNG ${(bare.cpu * 1000).toFixed(0)} ms` +
       ` (measured ${(floorsBefore.bare.cpu * 1000).toFixed(0)} and ${(floorsAfter.bare.cpu * 1000).toFixed(0)} ms).`,
     `Pipeline CPU per image at ${full} threads, steady state (a one-row run's startup CPU taken out): ${(best.steady_cpu_per_image_s! * 1000).toFixed(0)} ms = **${f2(result.ratios.pipeline_over_bare)}× the bare-library floor**, ${f2(result.ratios.pipeline_over_decode)}× the decode floor` +
       ` (at 1 thread: ${f2(result.ratios.one_thread_over_bare)}× bare; whole run with startup: ${f2(result.ratios.whole_run_over_bare)}× bare).`,
-    ...(formats.length ? ['', table(formats, [['format', (p) => p.format], ['img/s', (p) => f2(p.images_per_s)], ['CPU ms/img', (p) => (p.cpu_per_image_s * 1000).toFixed(0)], ['KB out/img', (p) => (p.out_bytes_per_image / 1024).toFixed(0)]])] : []),
+    ...(formats.length
+      ? [
+          '',
+          table(formats, [
+            ['format', (p) => p.format],
+            ['img/s', (p) => f2(p.images_per_s)],
+            ['CPU ms/img', (p) => (p.cpu_per_image_s * 1000).toFixed(0)],
+            ['KB out/img', (p) => (p.out_bytes_per_image / 1024).toFixed(0)],
+          ]),
+        ]
+      : []),
     '',
-    '| PNG zlib level | adaptive filtering | CPU ms/img (bare) | KB/img |', '|---|---|---|---|',
+    '| PNG zlib level | adaptive filtering | CPU ms/img (bare) | KB/img |',
+    '|---|---|---|---|',
     ...pngLevels.map((l) => `| ${l.level} | ${l.filtering ? 'yes' : 'no'} | ${l.cpu_ms.toFixed(0)} | ${l.kb.toFixed(0)} |`),
-    ...(conc.length ? ['', table(conc, [['concurrency', (p) => String(p.concurrency)], ['img/s', (p) => f2(p.images_per_s)], ['CPU-s per wall-s', (p) => f2(p.cpu_per_wall)], ['peak RSS MB', (p) => p.peak_rss_mb.toFixed(0)]])] : []),
-    ...(cdn.length ? ['', table(cdn, [['source', (p) => p.label], ['img/s', (p) => f2(p.images_per_s)], ['MB downloaded/img', (p) => f2(p.downloaded_per_image / 1e6)], ['pcb CPU ms/img', (p) => (p.cpu_per_image_s * 1000).toFixed(0)]]),
-      '(imgix renditions are made by the loopback server once and cached, as a CDN would; its CPU is not pcb\'s)'] : []),
+    ...(conc.length
+      ? [
+          '',
+          table(conc, [
+            ['concurrency', (p) => String(p.concurrency)],
+            ['img/s', (p) => f2(p.images_per_s)],
+            ['CPU-s per wall-s', (p) => f2(p.cpu_per_wall)],
+            ['peak RSS MB', (p) => p.peak_rss_mb.toFixed(0)],
+          ]),
+        ]
+      : []),
+    ...(cdn.length
+      ? [
+          '',
+          table(cdn, [
+            ['source', (p) => p.label],
+            ['img/s', (p) => f2(p.images_per_s)],
+            ['MB downloaded/img', (p) => f2(p.downloaded_per_image / 1e6)],
+            ['pcb CPU ms/img', (p) => (p.cpu_per_image_s * 1000).toFixed(0)],
+          ]),
+          "(imgix renditions are made by the loopback server once and cached, as a CDN would; its CPU is not pcb's)",
+        ]
+      : []),
     ...(real ? ['', real.md] : []),
     '',
     `bench wall time ${result.bench_wall_s.toFixed(0)} s`,
   ].join('\n');
   const stem = `${result.date.slice(0, 10)}-${result.host}`;
-  const svg = renderChart(sweep.map((p) => ({ threads: p.threads, ips: p.images_per_s, ipsPerThread: p.images_per_s_per_thread, ipcs: 1 / (p.steady_cpu_per_image_s ?? p.cpu_per_image_s) })),
-    { bare: 1 / bare.cpu, decode: 1 / decode });
+  const svg = renderChart(
+    sweep.map((p) => ({
+      threads: p.threads,
+      ips: p.images_per_s,
+      ipsPerThread: p.images_per_s_per_thread,
+      ipcs: 1 / (p.steady_cpu_per_image_s ?? p.cpu_per_image_s),
+    })),
+    { bare: 1 / bare.cpu, decode: 1 / decode },
+  );
   writeFileSync(path.join(dir, `${stem}.json`), JSON.stringify(result, null, 2) + '\n');
   writeFileSync(path.join(dir, `${stem}.md`), md + '\n');
   writeFileSync(path.join(dir, `${stem}.svg`), svg);

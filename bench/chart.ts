@@ -3,10 +3,15 @@
  * the floors (one thread, images per CPU-second) as dashed lines, to compare with the last.
  */
 export function renderChart(points: { threads: number; ips: number; ipsPerThread: number; ipcs: number }[], floors: { bare: number; decode: number }): string {
-  const W = 680, H = 390, L = 60, R = 190, T = 30, B = 80;
+  const W = 680,
+    H = 390,
+    L = 60,
+    R = 190,
+    T = 30,
+    B = 80;
   const maxX = Math.max(...points.map((p) => p.threads), 1);
   const maxY = Math.max(...points.map((p) => Math.max(p.ips, p.ipcs)), floors.bare, floors.decode) * 1.15;
-  const x = (t: number) => L + ((W - L - R) * (maxX === 1 ? 0.5 : (t - 1) / (maxX - 1)));
+  const x = (t: number) => L + (W - L - R) * (maxX === 1 ? 0.5 : (t - 1) / (maxX - 1));
   const y = (v: number) => H - B - ((H - T - B) * v) / maxY;
   const line = (vals: [number, number][], color: string) =>
     `<polyline fill="none" stroke="${color}" stroke-width="2.5" points="${vals.map(([a, b]) => `${x(a).toFixed(1)},${y(b).toFixed(1)}`).join(' ')}"/>` +
@@ -23,9 +28,18 @@ ${points.map((p) => `<text x="${x(p.threads)}" y="${H - B + 18}" font-size="11" 
 ${ticksY.map((v) => `<text x="${L - 6}" y="${y(v) + 4}" font-size="11" text-anchor="end">${v.toFixed(1)}</text>`).join('')}
 <text x="${(L + W - R) / 2}" y="${H - B + 36}" font-size="12" text-anchor="middle">threads</text>
 <text x="14" y="${(T + H - B) / 2}" font-size="12" transform="rotate(-90 14 ${(T + H - B) / 2})" text-anchor="middle">images / s</text>
-${line(points.map((p) => [p.threads, p.ips]), '#1f77b4')}
-${line(points.map((p) => [p.threads, p.ipsPerThread]), '#ff7f0e')}
-${line(points.map((p) => [p.threads, p.ipcs]), '#9467bd')}
+${line(
+  points.map((p) => [p.threads, p.ips]),
+  '#1f77b4',
+)}
+${line(
+  points.map((p) => [p.threads, p.ipsPerThread]),
+  '#ff7f0e',
+)}
+${line(
+  points.map((p) => [p.threads, p.ipcs]),
+  '#9467bd',
+)}
 ${hline(floors.bare, '#2ca02c', 'bare sharp (img/CPU-s)')}
 ${hline(floors.decode, '#d62728', 'decode floor (img/CPU-s)')}
 <text x="${L}" y="${H - 10}" font-size="11" fill="#1f77b4">■ images/s</text>

@@ -16,13 +16,41 @@ import { PNG_DEFAULTS } from '../src/options.js';
 import { projectRoot } from '../src/version.js';
 import { cpuNow, run, runPcbDownload } from './spawn.js';
 
-interface Candidate { name: string; level: number; filter: boolean; cpu_ms: number; kb: number; vs_pillow: number | null; frontier: boolean }
+interface Candidate {
+  name: string;
+  level: number;
+  filter: boolean;
+  cpu_ms: number;
+  kb: number;
+  vs_pillow: number | null;
+  frontier: boolean;
+}
 export interface PhotoResult {
-  dir: string; photos: number; resolution: number; pillow: { kb: number; cpu_ms: number } | null; candidates: Candidate[];
-  end_to_end: { pcb_images_per_s: number; pcb_cpu_ms: number; pcb_kb: number; bare_cpu_ms: number; reference: { images_per_s: number; cpu_ms: number; kb: number } | null };
+  dir: string;
+  photos: number;
+  resolution: number;
+  pillow: { kb: number; cpu_ms: number } | null;
+  candidates: Candidate[];
+  end_to_end: {
+    pcb_images_per_s: number;
+    pcb_cpu_ms: number;
+    pcb_kb: number;
+    bare_cpu_ms: number;
+    reference: { images_per_s: number; cpu_ms: number; kb: number } | null;
+  };
 }
 
-const CANDIDATES: [number, boolean][] = [[2, false], [6, false], [1, true], [2, true], [3, true], [4, true], [5, true], [6, true], [9, true]];
+const CANDIDATES: [number, boolean][] = [
+  [2, false],
+  [6, false],
+  [1, true],
+  [2, true],
+  [3, true],
+  [4, true],
+  [5, true],
+  [6, true],
+  [9, true],
+];
 
 /** A python3 that can import PIL (the machine's or Debian's), or null: the Pillow lines are then left out. */
 function pythonWithPil(): string | null {
@@ -33,11 +61,16 @@ function pythonWithPil(): string | null {
 }
 
 function dirBytes(dir: string, ext: string): number {
-  return readdirSync(dir).filter((f) => f.endsWith(ext)).reduce((s, f) => s + statSync(path.join(dir, f)).size, 0);
+  return readdirSync(dir)
+    .filter((f) => f.endsWith(ext))
+    .reduce((s, f) => s + statSync(path.join(dir, f)).size, 0);
 }
 
 export async function photoBench(dir: string, resolution: number, threads: number, work: string): Promise<{ result: PhotoResult; md: string }> {
-  const files = readdirSync(dir).filter((f) => /\.(jpe?g|png)$/i.test(f)).sort().map((f) => path.join(dir, f));
+  const files = readdirSync(dir)
+    .filter((f) => /\.(jpe?g|png)$/i.test(f))
+    .sort()
+    .map((f) => path.join(dir, f));
   if (!files.length) throw new Error(`--photos ${dir}: no .jpg or .png files (bench/fetch-photos.sh fetches some)`);
   const py = pythonWithPil();
   const ref = path.join(projectRoot(), 'bench', 'reference.py');
@@ -50,7 +83,13 @@ export async function photoBench(dir: string, resolution: number, threads: numbe
   for (const [i, f] of files.entries()) {
     const meta = await sharp(f).metadata();
     const t = targetSize('shortest-side', meta.width!, meta.height!, resolution)!;
-    const { data, info } = await sharp(f).autoOrient().resize(t.width, t.height, { kernel: 'lanczos3', fit: 'fill' }).toColourspace('srgb').removeAlpha().raw().toBuffer({ resolveWithObject: true });
+    const { data, info } = await sharp(f)
+      .autoOrient()
+      .resize(t.width, t.height, { kernel: 'lanczos3', fit: 'fill' })
+      .toColourspace('srgb')
+      .removeAlpha()
+      .raw()
+      .toBuffer({ resolveWithObject: true });
     pixels.push({ data, width: info.width, height: info.height });
     writeFileSync(path.join(tmp, `${i}.ppm`), Buffer.concat([Buffer.from(`P6\n${info.width} ${info.height}\n255\n`), data]));
   }
@@ -65,10 +104,22 @@ export async function photoBench(dir: string, resolution: number, threads: numbe
     const c0 = cpuNow();
     let bytes = 0;
     for (const p of pixels) {
-      bytes += (await sharp(p.data, { raw: { width: p.width, height: p.height, channels: 3 } }).png({ compressionLevel: level, adaptiveFiltering: filter }).toBuffer()).length;
+      bytes += (
+        await sharp(p.data, { raw: { width: p.width, height: p.height, channels: 3 } })
+          .png({ compressionLevel: level, adaptiveFiltering: filter })
+          .toBuffer()
+      ).length;
     }
     const kb = bytes / 1024 / files.length;
-    candidates.push({ name: `sharp zlib ${level}${filter ? ' + adaptive filter' : ''}`, level, filter, cpu_ms: ((cpuNow() - c0) * 1000) / files.length, kb, vs_pillow: pillow ? kb / pillow.kb : null, frontier: false });
+    candidates.push({
+      name: `sharp zlib ${level}${filter ? ' + adaptive filter' : ''}`,
+      level,
+      filter,
+      cpu_ms: ((cpuNow() - c0) * 1000) / files.length,
+      kb,
+      vs_pillow: pillow ? kb / pillow.kb : null,
+      frontier: false,
+    });
   }
   // On the frontier: no other candidate is both smaller and cheaper.
   for (const c of candidates) c.frontier = !candidates.some((o) => o !== c && o.kb <= c.kb && o.cpu_ms <= c.cpu_ms && (o.kb < c.kb || o.cpu_ms < c.cpu_ms));
@@ -86,9 +137,14 @@ export async function photoBench(dir: string, resolution: number, threads: numbe
   // End to end: pcb's defaults against the reference script, same photos, same loopback server.
   const server = await new KitServer().start();
   const names = files.map((f, i) => `${i}${path.extname(f).toLowerCase()}`);
-  sources.forEach((s, i) => server.put(names[i], s));
+  for (const [i, s] of sources.entries()) server.put(names[i], s);
   const input = path.join(tmp, 'photos.parquet');
-  const rows = await Promise.all(files.map(async (f, i) => { const m = await sharp(f).metadata(); return datasetRow(i, server.url(`/img/${names[i]}`), m.width!, m.height!); }));
+  const rows = await Promise.all(
+    files.map(async (f, i) => {
+      const m = await sharp(f).metadata();
+      return datasetRow(i, server.url(`/img/${names[i]}`), m.width!, m.height!);
+    }),
+  );
   await writeParquet(input, rows);
   const out = path.join(tmp, 'pcb');
   const s = await runPcbDownload([input, '--out', out, '--allow-private-network', '--threads', String(threads), '--resolution', String(resolution)]);
@@ -110,7 +166,11 @@ export async function photoBench(dir: string, resolution: number, threads: numbe
   rmSync(tmp, { recursive: true, force: true });
 
   const result: PhotoResult = {
-    dir, photos: files.length, resolution, pillow, candidates,
+    dir,
+    photos: files.length,
+    resolution,
+    pillow,
+    candidates,
     end_to_end: { pcb_images_per_s: s.images_per_s, pcb_cpu_ms: (s.cpu_s * 1000) / s.ok, pcb_kb: pcbKb, bare_cpu_ms: bareCpuMs, reference },
   };
   const f2 = (n: number) => n.toFixed(2);
@@ -121,16 +181,25 @@ export async function photoBench(dir: string, resolution: number, threads: numbe
     '',
     'Encode only, one thread, the same resized pixels for every encoder:',
     '',
-    '| encoder | CPU ms/img | KB/img | × Pillow | on the frontier |', '|---|---|---|---|---|',
+    '| encoder | CPU ms/img | KB/img | × Pillow | on the frontier |',
+    '|---|---|---|---|---|',
     ...(pillow ? [`| Pillow \`save(…, 'PNG')\` defaults (the reference script) | ${pillow.cpu_ms.toFixed(0)} | ${pillow.kb.toFixed(0)} | 1.00 | |`] : []),
-    ...candidates.map((c) => `| ${c.name}${isDefault(c) ? ' **(pcb default)**' : ''} | ${c.cpu_ms.toFixed(0)} | ${c.kb.toFixed(0)} | ${c.vs_pillow === null ? '–' : f2(c.vs_pillow)} | ${c.frontier ? 'yes' : ''} |`),
+    ...candidates.map(
+      (c) =>
+        `| ${c.name}${isDefault(c) ? ' **(pcb default)**' : ''} | ${c.cpu_ms.toFixed(0)} | ${c.kb.toFixed(0)} | ${c.vs_pillow === null ? '–' : f2(c.vs_pillow)} | ${c.frontier ? 'yes' : ''} |`,
+    ),
     '',
     `End to end, one run each against the same loopback server (pcb at --threads ${threads}, its defaults):`,
     '',
-    '| | img/s | CPU ms/img (whole run) | KB/img |', '|---|---|---|---|',
+    '| | img/s | CPU ms/img (whole run) | KB/img |',
+    '|---|---|---|---|',
     `| pcb | ${f2(e.pcb_images_per_s)} | ${e.pcb_cpu_ms.toFixed(0)} | ${e.pcb_kb.toFixed(0)} |`,
-    ...(e.reference ? [`| reference script (Pillow, one process) | ${f2(e.reference.images_per_s)} | ${e.reference.cpu_ms.toFixed(0)} | ${e.reference.kb.toFixed(0)} |`,
-      '', `pcb: **${f2(e.pcb_images_per_s / e.reference.images_per_s)}× the reference script's images/s**, ${f2(e.pcb_kb / e.reference.kb)}× its bytes, ${f2(e.pcb_cpu_ms / e.reference.cpu_ms)}× its CPU per image.`]
+    ...(e.reference
+      ? [
+          `| reference script (Pillow, one process) | ${f2(e.reference.images_per_s)} | ${e.reference.cpu_ms.toFixed(0)} | ${e.reference.kb.toFixed(0)} |`,
+          '',
+          `pcb: **${f2(e.pcb_images_per_s / e.reference.images_per_s)}× the reference script's images/s**, ${f2(e.pcb_kb / e.reference.kb)}× its bytes, ${f2(e.pcb_cpu_ms / e.reference.cpu_ms)}× its CPU per image.`,
+        ]
       : ['', '(no python3 with PIL here: `apt-get install python3-pil` for the reference lines)']),
     `Bare floor (decode + Lanczos3 + unfiltered zlib-2 PNG, one thread): ${e.bare_cpu_ms.toFixed(0)} ms/img; pcb's whole run ${f2(e.pcb_cpu_ms / e.bare_cpu_ms)}× that.`,
   ].join('\n');

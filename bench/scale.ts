@@ -23,14 +23,22 @@ const ROOT = projectRoot();
 /** Clock ticks per second in /proc's CPU times (USER_HZ, 100 on Linux). */
 const TICK = 100;
 
-interface Sampled<T> { result: T; peakRssMb: number; timeline: [number, number][]; mainCpuS: number; code: number | null }
+interface Sampled<T> {
+  result: T;
+  peakRssMb: number;
+  timeline: [number, number][];
+  mainCpuS: number;
+  code: number | null;
+}
 
 /** Run bin/pcb, sampling its RSS and its main thread's CPU from /proc every 200 ms. */
 function sampled(args: string[]): Promise<Sampled<string>> {
   return new Promise((resolve, reject) => {
     const child = spawn(path.join(ROOT, 'bin', 'pcb'), args, { stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
-    child.stdout.on('data', (d) => { out += d; });
+    child.stdout.on('data', (d) => {
+      out += d;
+    });
     const started = Date.now();
     const timeline: [number, number][] = [];
     let peak = 0;
@@ -43,23 +51,38 @@ function sampled(args: string[]): Promise<Sampled<string>> {
         timeline.push([(Date.now() - started) / 1000, rss]);
         const stat = readFileSync(`/proc/${child.pid}/task/${child.pid}/stat`, 'utf8').split(') ')[1].split(' ');
         mainCpuS = (Number(stat[11]) + Number(stat[12])) / TICK;
-      } catch { /* exited between samples */ }
+      } catch {
+        /* exited between samples */
+      }
     };
     const timer = setInterval(sample, 200);
     child.on('error', reject);
-    child.on('exit', (code) => { clearInterval(timer); resolve({ result: out, peakRssMb: peak, timeline, mainCpuS, code }); });
+    child.on('exit', (code) => {
+      clearInterval(timer);
+      resolve({ result: out, peakRssMb: peak, timeline, mainCpuS, code });
+    });
   });
 }
 
 /** Main-thread rows/s of the pool alone: no-op tasks at a given capacity. */
 async function poolRate(concurrency: number, rows: number): Promise<number> {
   const config: WorkerConfig = {
-    out: '/nonexistent', tmpDir: '/nonexistent', cdnResize: 'none', cdnHosts: [], concurrency,
+    out: '/nonexistent',
+    tmpDir: '/nonexistent',
+    cdnResize: 'none',
+    cdnHosts: [],
+    concurrency,
     resize: { mode: 'shortest-side', resolution: 1024, format: 'png', quality: 95, pngCompression: 6, pngFilter: true },
     policy: { timeoutMs: 1000, maxBytes: 1, retries: 0, backoffMs: 0, userAgent: 'x', allowPrivateNetwork: false, ignoreOptOut: false },
     limits: { buffer: createSharedBuffer(1), maxRps: null, maxHostConnections: 64, memoryBudgetBytes: 2 ** 30 },
   };
-  const pool = new RowPool(config, 1, () => undefined, () => undefined, fileURLToPath(new URL('./noop-worker.js', import.meta.url)));
+  const pool = new RowPool(
+    config,
+    1,
+    () => undefined,
+    () => undefined,
+    fileURLToPath(new URL('./noop-worker.js', import.meta.url)),
+  );
   const task = (row: number) => ({ row, id: String(row), url: 'x', caption: null, fallback: null, srcWidth: null, srcHeight: null });
   try {
     for (let i = 0; i < 2000; i++) await pool.submit(task(i));
@@ -92,7 +115,10 @@ function createRename(dir: string, n: number): number {
 
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
-  const arg = (name: string, def: number) => { const i = argv.indexOf(name); return i >= 0 ? Number(argv[i + 1]) : def; };
+  const arg = (name: string, def: number) => {
+    const i = argv.indexOf(name);
+    return i >= 0 ? Number(argv[i + 1]) : def;
+  };
   const rows = arg('--rows', 567_597);
   const threads = arg('--threads', 2);
   const work = path.join(ROOT, '.cache', 'bench-scale');
@@ -141,9 +167,23 @@ async function main(): Promise<void> {
 
   const f1 = (n: number) => n.toFixed(1);
   const result = {
-    date: new Date().toISOString(), host: os.hostname(), cpus: os.availableParallelism(), rows, threads,
-    full: { wall_s: s.wall_s, rows_per_s: s.processed / s.wall_s, cpu_ms_per_row: (s.cpu_s * 1000) / s.processed, main_cpu_ms_per_row: (full.mainCpuS * 1000) / s.processed,
-      peak_rss_mb: full.peakRssMb, records_s: s.records_s, records_peak_rss_mb: recordsPeak, first_dispatch_s: s.first_dispatch_s, ok: s.ok, failed: s.failed },
+    date: new Date().toISOString(),
+    host: os.hostname(),
+    cpus: os.availableParallelism(),
+    rows,
+    threads,
+    full: {
+      wall_s: s.wall_s,
+      rows_per_s: s.processed / s.wall_s,
+      cpu_ms_per_row: (s.cpu_s * 1000) / s.processed,
+      main_cpu_ms_per_row: (full.mainCpuS * 1000) / s.processed,
+      peak_rss_mb: full.peakRssMb,
+      records_s: s.records_s,
+      records_peak_rss_mb: recordsPeak,
+      first_dispatch_s: s.first_dispatch_s,
+      ok: s.ok,
+      failed: s.failed,
+    },
     resumed: { first_dispatch_s: r.first_dispatch_s, processed: r.processed, skipped: r.skipped, peak_rss_mb: resumed.peakRssMb, wall_s: r.wall_s },
     merge: { wall_s: mergeS, peak_rss_mb: merge.peakRssMb },
     folder: { entries: names.length, readdir_s: listS, create_rename_10k_full_s: renameFull, create_rename_10k_empty_s: renameEmpty },

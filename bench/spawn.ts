@@ -3,14 +3,19 @@ import path from 'node:path';
 import { projectRoot } from '../src/version.js';
 import type { Summary } from '../src/progress.js';
 
-export const cpuNow = (): number => { const u = process.cpuUsage(); return (u.user + u.system) / 1e6; };
+export const cpuNow = (): number => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e6;
+};
 
 /** Run a command to its end: its exit code and stdout (stderr goes to ours). */
 export function run(cmd: string, args: string[], stdin: 'ignore' | 'inherit' = 'ignore'): Promise<{ code: number | null; stdout: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, args, { stdio: [stdin, 'pipe', 'inherit'] });
     let out = '';
-    child.stdout.on('data', (d) => { out += d; });
+    child.stdout.on('data', (d) => {
+      out += d;
+    });
     child.on('error', reject);
     child.on('exit', (code) => resolve({ code, stdout: out }));
   });

@@ -3,8 +3,27 @@ import { RowError } from './errors.js';
 
 /** Ranges a public crawler must never reach unless --allow-private-network. */
 const BLOCKED_RANGES = new Set([
-  'unspecified', 'broadcast', 'multicast', 'linkLocal', 'loopback', 'private', 'uniqueLocal',
-  'carrierGradeNat', 'reserved', 'ipv4Mapped', 'rfc6145', 'rfc6052', '6to4', 'teredo', 'benchmarking', 'amt', 'as112', 'as112v6', 'orchid2', 'droneRemoteIdProtocolEntityTags', 'discard',
+  'unspecified',
+  'broadcast',
+  'multicast',
+  'linkLocal',
+  'loopback',
+  'private',
+  'uniqueLocal',
+  'carrierGradeNat',
+  'reserved',
+  'ipv4Mapped',
+  'rfc6145',
+  'rfc6052',
+  '6to4',
+  'teredo',
+  'benchmarking',
+  'amt',
+  'as112',
+  'as112v6',
+  'orchid2',
+  'droneRemoteIdProtocolEntityTags',
+  'discard',
 ]);
 
 /** True when the address is loopback, private, link-local, CGNAT, unspecified or otherwise not public. */

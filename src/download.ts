@@ -122,9 +122,13 @@ class Deadline {
   private timer: NodeJS.Timeout | null = null;
   private since = 0;
 
-  constructor(private left: number) { this.start(); }
+  constructor(private left: number) {
+    this.start();
+  }
 
-  get signal(): AbortSignal { return this.ac.signal; }
+  get signal(): AbortSignal {
+    return this.ac.signal;
+  }
 
   private start(): void {
     this.since = Date.now();
@@ -134,7 +138,11 @@ class Deadline {
   async pausedWhile<T>(wait: () => Promise<T>): Promise<T> {
     if (this.timer) clearTimeout(this.timer);
     this.left -= Date.now() - this.since;
-    try { return await wait(); } finally { this.start(); }
+    try {
+      return await wait();
+    } finally {
+      this.start();
+    }
   }
 
   clear(): void {
@@ -142,13 +150,21 @@ class Deadline {
   }
 }
 
-interface Attempt { data: Buffer; httpStatus: number; bytes: number }
+interface Attempt {
+  data: Buffer;
+  httpStatus: number;
+  bytes: number;
+}
 /** What one attempt holds: budget KiB, bytes received, requests sent, its ticket for the budget's overdraft. */
-interface Held { kib: number; bytes: number; sent: number; ticket: number }
+interface Held {
+  kib: number;
+  bytes: number;
+  sent: number;
+  ticket: number;
+}
 
 /** One attempt: the whole redirect chain and the body under one deadline. */
-async function attemptOnce(url: URL, policy: DownloadPolicy, agent: Dispatcher, limits: SharedLimits,
-  held: Held): Promise<Attempt> {
+async function attemptOnce(url: URL, policy: DownloadPolicy, agent: Dispatcher, limits: SharedLimits, held: Held): Promise<Attempt> {
   let deadline: Deadline | null = null;
   try {
     return await attemptChain(url, policy, agent, limits, held, () => (deadline ??= new Deadline(policy.timeoutMs)));
@@ -157,8 +173,14 @@ async function attemptOnce(url: URL, policy: DownloadPolicy, agent: Dispatcher, 
   }
 }
 
-async function attemptChain(url: URL, policy: DownloadPolicy, agent: Dispatcher, limits: SharedLimits,
-  held: Held, startDeadline: () => Deadline): Promise<Attempt> {
+async function attemptChain(
+  url: URL,
+  policy: DownloadPolicy,
+  agent: Dispatcher,
+  limits: SharedLimits,
+  held: Held,
+  startDeadline: () => Deadline,
+): Promise<Attempt> {
   let current = url;
   for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
     checkLiteralHost(current, policy.allowPrivateNetwork);
@@ -243,7 +265,15 @@ export async function download(url: URL, policy: DownloadPolicy, agent: Dispatch
       const got = await attemptOnce(url, policy, agent, limits, held);
       // A whole body keeps its overdraft (if it took one) until processing gives its bytes back.
       limits.settle(held.kib);
-      return { data: got.data, error: null, httpStatus: got.httpStatus, attempts: attempts + 1, bytes: bytes + got.bytes, heldKiB: held.kib, ticket: held.ticket };
+      return {
+        data: got.data,
+        error: null,
+        httpStatus: got.httpStatus,
+        attempts: attempts + 1,
+        bytes: bytes + got.bytes,
+        heldKiB: held.kib,
+        ticket: held.ticket,
+      };
     } catch (err) {
       if (held.sent > 0) attempts++;
       limits.endAttempt(held.ticket);

@@ -34,7 +34,10 @@ export function tmpDirPath(out: string, shard: Shard | null): string {
 export function allLogPaths(out: string): string[] {
   const dir = path.join(out, STATE_DIR);
   if (!existsSync(dir)) return [];
-  return readdirSync(dir).filter((f) => /^log(\..+)?\.jsonl$/.test(f)).sort().map((f) => path.join(dir, f));
+  return readdirSync(dir)
+    .filter((f) => /^log(\..+)?\.jsonl$/.test(f))
+    .sort()
+    .map((f) => path.join(dir, f));
 }
 
 export function recordPaths(out: string, shard: Shard | null, manifest: string | null): { manifest: string; metadata: string } {
@@ -75,9 +78,10 @@ export function removeStaleTemps(dir: string): void {
     if (!m) continue;
     const file = path.join(dir, name);
     const pid = Number(m[2]);
-    const stale = m[1] === HOST
-      ? pid !== process.pid && !isAlive(pid)
-      : Date.now() - (statSync(file, { throwIfNoEntry: false })?.mtimeMs ?? Date.now()) > FOREIGN_TEMP_AGE_MS;
+    const stale =
+      m[1] === HOST
+        ? pid !== process.pid && !isAlive(pid)
+        : Date.now() - (statSync(file, { throwIfNoEntry: false })?.mtimeMs ?? Date.now()) > FOREIGN_TEMP_AGE_MS;
     if (stale) rmSync(file, { force: true });
   }
 }
@@ -113,8 +117,16 @@ export interface RunRecord extends FileSettings {
 }
 
 const OPTION_NAMES: Record<keyof FileSettings, string> = {
-  urlColumn: '--url-column', idColumn: '--id-column', captionColumn: '--caption-column', fallbackCaptionColumn: '--fallback-caption-column',
-  resize: '--resize', resolution: '--resolution', format: '--format', quality: '--quality', pngCompression: '--png-compression', pngFilter: '--png-filter',
+  urlColumn: '--url-column',
+  idColumn: '--id-column',
+  captionColumn: '--caption-column',
+  fallbackCaptionColumn: '--fallback-caption-column',
+  resize: '--resize',
+  resolution: '--resolution',
+  format: '--format',
+  quality: '--quality',
+  pngCompression: '--png-compression',
+  pngFilter: '--png-filter',
 };
 
 export function runRecordPath(out: string): string {
@@ -145,6 +157,8 @@ export function checkSettings(out: string, next: FileSettings, overwrite: boolea
   if (!folder || overwrite) return;
   const diffs = settingDifferences(folder, next);
   if (diffs.length) {
-    throw new UsageError(`${out} was made with other settings (${diffs.join(', ')}); add --overwrite to redo every row with the new ones, or choose another --out`);
+    throw new UsageError(
+      `${out} was made with other settings (${diffs.join(', ')}); add --overwrite to redo every row with the new ones, or choose another --out`,
+    );
   }
 }

@@ -9,7 +9,13 @@ import { randomBytes } from 'node:crypto';
 import { FatalError } from './errors.js';
 import { isAlive, writeJsonAtomic } from './folder.js';
 
-export interface LockHolder { host: string; pid: number; started: number; refreshed: number; token: string }
+export interface LockHolder {
+  host: string;
+  pid: number;
+  started: number;
+  refreshed: number;
+  token: string;
+}
 
 export const LOCK_REFRESH_MS = 30_000;
 /** A lock from another host not refreshed for this long is taken over. */
@@ -34,7 +40,10 @@ export class FolderLock {
   private readonly timer: NodeJS.Timeout;
   private released = false;
 
-  private constructor(readonly file: string, private readonly holder: LockHolder) {
+  private constructor(
+    readonly file: string,
+    private readonly holder: LockHolder,
+  ) {
     this.timer = setInterval(() => this.refresh(), LOCK_REFRESH_MS);
     this.timer.unref();
   }
@@ -47,13 +56,16 @@ export class FolderLock {
       writeFileSync(file, JSON.stringify(holder) + '\n', { flag: 'wx' });
       return new FolderLock(file, holder);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new FatalError(`cannot lock ${what} (${(err as NodeJS.ErrnoException).code}); check the folder's permissions`);
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST')
+        throw new FatalError(`cannot lock ${what} (${(err as NodeJS.ErrnoException).code}); check the folder's permissions`);
     }
     const current = readHolder(file);
     // An unreadable lock is a torn write by a killed run, unless it is brand new (its writer is mid-write).
-    const reason = current ? staleReason(current, now) : (now - (statSync(file, { throwIfNoEntry: false })?.mtimeMs ?? 0) > 5000 ? 'unreadable' : null);
+    const reason = current ? staleReason(current, now) : now - (statSync(file, { throwIfNoEntry: false })?.mtimeMs ?? 0) > 5000 ? 'unreadable' : null;
     if (!reason) {
-      const who = current ? `pcb pid ${current.pid} on ${current.host}, running since ${new Date(current.started).toISOString()}` : 'another pcb that is starting';
+      const who = current
+        ? `pcb pid ${current.pid} on ${current.host}, running since ${new Date(current.started).toISOString()}`
+        : 'another pcb that is starting';
       throw new FatalError(`${what} is in use by ${who} (lock ${file}); wait for it to finish, or use another --out or --shard`);
     }
     writeJsonAtomic(file, holder);
@@ -67,7 +79,11 @@ export class FolderLock {
     const current = readHolder(this.file);
     if (current && current.token !== this.holder.token) return; // taken over: not ours to write any more
     this.holder.refreshed = Date.now();
-    try { writeJsonAtomic(this.file, this.holder); } catch { /* next refresh tries again */ }
+    try {
+      writeJsonAtomic(this.file, this.holder);
+    } catch {
+      /* next refresh tries again */
+    }
   }
 
   release(): void {

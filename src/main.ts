@@ -1,8 +1,18 @@
 import { Command, CommanderError, Option } from 'commander';
 import { FatalError, UsageError } from './errors.js';
 import {
-  DEFAULT_USER_AGENT, PNG_DEFAULTS, bytesOption, choiceOption, defaultMemoryBudget, defaultThreads, intOption, numberOption,
-  parseShard, roundChunkSize, shardFromEnvironment, validateCombination,
+  DEFAULT_USER_AGENT,
+  PNG_DEFAULTS,
+  bytesOption,
+  choiceOption,
+  defaultMemoryBudget,
+  defaultThreads,
+  intOption,
+  numberOption,
+  parseShard,
+  roundChunkSize,
+  shardFromEnvironment,
+  validateCombination,
 } from './options.js';
 import type { DownloadOptions } from './options.js';
 import { DEFAULT_IMGIX_HOSTS } from './cdn.js';
@@ -34,7 +44,8 @@ function buildProgram(): Command {
     .exitOverride()
     .configureOutput({ outputError: (str, write) => write(`pcb: ${str.replace(/^error: /, '')}`) });
 
-  program.command('download')
+  program
+    .command('download')
     .description('fetch, resize and write <id>.<ext> + <id>.txt for every row of the parquet')
     .argument('<input.parquet>', 'parquet with image URLs and captions')
     .option('-o, --out <dir>', 'output folder', './train')
@@ -44,11 +55,20 @@ function buildProgram(): Command {
     .option('--fallback-caption-column <name>', 'caption when the caption column is null or empty (lists joined with ", ")', 'tags')
     .option('--where <sql>', 'DuckDB boolean expression to filter rows, e.g. "width >= 1024"')
     .option('--limit <n>', 'process at most n rows (after --where)', intOption('--limit', 0))
-    .addOption(new Option('--resize <mode>', 'shortest-side | area | none').default('shortest-side').argParser(choiceOption('--resize', ['shortest-side', 'area', 'none'] as const)))
+    .addOption(
+      new Option('--resize <mode>', 'shortest-side | area | none')
+        .default('shortest-side')
+        .argParser(choiceOption('--resize', ['shortest-side', 'area', 'none'] as const)),
+    )
     .option('--resolution <n>', 'shortest-side: pixels of the shorter side [1024]; area: megapixels [1.0]', numberOption('--resolution', 0))
     .addOption(new Option('--format <fmt>', 'png | jpeg | webp').default('png').argParser(choiceOption('--format', ['png', 'jpeg', 'webp'] as const)))
     .option('--quality <n>', 'jpeg/webp quality, 1-100', intOption('--quality', 1, 100), 95)
-    .option('--png-compression <n>', 'PNG zlib level, 0-9 (with filtering, 6 is within 3 % of the reference script\'s PNG on real photos)', intOption('--png-compression', 0, 9), PNG_DEFAULTS.compression)
+    .option(
+      '--png-compression <n>',
+      "PNG zlib level, 0-9 (with filtering, 6 is within 3 % of the reference script's PNG on real photos)",
+      intOption('--png-compression', 0, 9),
+      PNG_DEFAULTS.compression,
+    )
     .option('--png-filter', 'PNG adaptive row filtering (the default)')
     .option('--no-png-filter', 'no PNG adaptive row filtering: ~1.9x the bytes on real photos for ~40 % less encode CPU')
     .option('-t, --threads <n>', 'worker threads [all available cores]', intOption('--threads', 1, 1024))
@@ -64,10 +84,21 @@ function buildProgram(): Command {
     .option('--user-agent <s>', 'User-Agent header', DEFAULT_USER_AGENT)
     .option('--ignore-opt-out', 'fetch even when the response carries X-Robots-Tag: noai / noimageai', false)
     .option('--allow-private-network', 'permit loopback, private and link-local addresses (checked on the address connected)', false)
-    .addOption(new Option('--cdn-resize <kind>', 'none | imgix: ask the image CDN for a smaller rendition that still covers the target').default('none').argParser(choiceOption('--cdn-resize', ['none', 'imgix'] as const)))
-    .option('--cdn-resize-host <host>', 'a host served by imgix (repeatable) [images.pexels.com]', (v: string, prev: string[] | undefined) => [...(prev ?? []), v])
+    .addOption(
+      new Option('--cdn-resize <kind>', 'none | imgix: ask the image CDN for a smaller rendition that still covers the target')
+        .default('none')
+        .argParser(choiceOption('--cdn-resize', ['none', 'imgix'] as const)),
+    )
+    .option('--cdn-resize-host <host>', 'a host served by imgix (repeatable) [images.pexels.com]', (v: string, prev: string[] | undefined) => [
+      ...(prev ?? []),
+      v,
+    ])
     .option('--shard <i>/<n>', 'process a deterministic 1/n of the rows (stable hash of the id)', parseShard)
-    .option('--shard-count <n>', 'shard count when the index comes from the scheduler (SLURM_ARRAY_TASK_ID, JOB_COMPLETION_INDEX)', intOption('--shard-count', 1))
+    .option(
+      '--shard-count <n>',
+      'shard count when the index comes from the scheduler (SLURM_ARRAY_TASK_ID, JOB_COMPLETION_INDEX)',
+      intOption('--shard-count', 1),
+    )
     .option('--overwrite', 'redo rows already done (default: resume)', false)
     .option('--retry-failed', 'also retry rows that failed permanently before', false)
     .option('--manifest <path>', 'manifest path [<out>/manifest.parquet]')
@@ -79,33 +110,48 @@ function buildProgram(): Command {
       process.exitCode = await download(o);
     });
 
-  program.command('inspect')
+  program
+    .command('inspect')
     .description('schema, row count, caption coverage, size histograms and estimated download/output size')
     .argument('<input.parquet>')
     .option('--url-column <name>', 'column with the image URL', 'url')
     .option('--caption-column <name>', 'caption column', 'cogvlm_caption')
     .option('--fallback-caption-column <name>', 'fallback caption column', 'tags')
     .option('--where <sql>', 'DuckDB filter: how many rows it keeps, and the estimate for them')
-    .addOption(new Option('--resize <mode>', 'shortest-side | area | none').default('shortest-side').argParser(choiceOption('--resize', ['shortest-side', 'area', 'none'] as const)))
+    .addOption(
+      new Option('--resize <mode>', 'shortest-side | area | none')
+        .default('shortest-side')
+        .argParser(choiceOption('--resize', ['shortest-side', 'area', 'none'] as const)),
+    )
     .option('--resolution <n>', 'as for download', numberOption('--resolution', 0))
     .addOption(new Option('--format <fmt>', 'png | jpeg | webp').default('png').argParser(choiceOption('--format', ['png', 'jpeg', 'webp'] as const)))
     .addOption(new Option('--cdn-resize <kind>', 'none | imgix').default('none').argParser(choiceOption('--cdn-resize', ['none', 'imgix'] as const)))
     .option('--json', 'print the report as JSON', false)
     .action(async (input: string, opts: Record<string, unknown>) => {
       await runInspect(input, {
-        urlColumn: String(opts.urlColumn), captionColumn: String(opts.captionColumn), fallbackCaptionColumn: String(opts.fallbackCaptionColumn),
-        where: (opts.where as string | undefined) ?? null, resize: opts.resize as DownloadOptions['resize'],
-        resolution: resolutionFor(opts.resize as string, opts.resolution as number | undefined), format: opts.format as DownloadOptions['format'],
-        cdnResize: opts.cdnResize as DownloadOptions['cdnResize'], json: Boolean(opts.json),
+        urlColumn: String(opts.urlColumn),
+        captionColumn: String(opts.captionColumn),
+        fallbackCaptionColumn: String(opts.fallbackCaptionColumn),
+        where: (opts.where as string | undefined) ?? null,
+        resize: opts.resize as DownloadOptions['resize'],
+        resolution: resolutionFor(opts.resize as string, opts.resolution as number | undefined),
+        format: opts.format as DownloadOptions['format'],
+        cdnResize: opts.cdnResize as DownloadOptions['cdnResize'],
+        json: Boolean(opts.json),
       });
     });
 
-  program.command('config')
+  program
+    .command('config')
     .description("print the trainer's dataloader JSON entry (SimpleTuner) for an output folder; on stderr, how many images it would exclude")
     .argument('[out]', 'the folder pcb download wrote')
     .option('-o, --out <dir>', 'the folder pcb download wrote (or as the argument)')
     .option('--id <name>', 'dataset id [the folder name]')
-    .addOption(new Option('--caption-strategy <s>', 'parquet | textfile').default('parquet').argParser(choiceOption('--caption-strategy', ['parquet', 'textfile'] as const)))
+    .addOption(
+      new Option('--caption-strategy <s>', 'parquet | textfile')
+        .default('parquet')
+        .argParser(choiceOption('--caption-strategy', ['parquet', 'textfile'] as const)),
+    )
     .option('--resolution <n>', 'trainer resolution [1.0 for area, the pixels for shortest-side]', numberOption('--resolution', 0))
     .addOption(new Option('--resolution-type <t>', 'area | pixel').argParser(choiceOption('--resolution-type', ['area', 'pixel'] as const)))
     .option('--cache-dir-vae <dir>', 'VAE cache folder [<out>/../cache/vae/<id>]')
@@ -115,14 +161,20 @@ function buildProgram(): Command {
       const out = outArg ?? (opts.out as string | undefined);
       if (!out) throw new UsageError('pcb config needs the output folder: pcb config <out>');
       await runConfig({
-        out, id: (opts.id as string | undefined) ?? null, captionStrategy: opts.captionStrategy as 'parquet' | 'textfile',
-        resolution: (opts.resolution as number | undefined) ?? null, resolutionType: (opts.resolutionType as 'area' | 'pixel' | undefined) ?? null,
-        cacheDirVae: (opts.cacheDirVae as string | undefined) ?? null, cacheDirText: (opts.cacheDirText as string | undefined) ?? null, full: Boolean(opts.full),
+        out,
+        id: (opts.id as string | undefined) ?? null,
+        captionStrategy: opts.captionStrategy as 'parquet' | 'textfile',
+        resolution: (opts.resolution as number | undefined) ?? null,
+        resolutionType: (opts.resolutionType as 'area' | 'pixel' | undefined) ?? null,
+        cacheDirVae: (opts.cacheDirVae as string | undefined) ?? null,
+        cacheDirText: (opts.cacheDirText as string | undefined) ?? null,
+        full: Boolean(opts.full),
       });
     });
 
-  program.command('verify')
-    .description('check the records against the disk, both ways: every ok row\'s image and caption, every image on disk')
+  program
+    .command('verify')
+    .description("check the records against the disk, both ways: every ok row's image and caption, every image on disk")
     .argument('<out>', 'the folder pcb download wrote')
     .option('--fix', 'mark disagreeing rows so the next pcb download redoes them; move stray images into .pcb/stray/', false)
     .option('--deep', 'decode every image fully (default: headers only)', false)
@@ -133,8 +185,9 @@ function buildProgram(): Command {
       process.exitCode = await runVerify(out, { fix: Boolean(opts.fix), deep: Boolean(opts.deep), json: Boolean(opts.json) });
     });
 
-  program.command('status')
-    .description('rows done, failed (permanent vs transient) and left, from the folder\'s log; fetches nothing')
+  program
+    .command('status')
+    .description("rows done, failed (permanent vs transient) and left, from the folder's log; fetches nothing")
     .argument('<out>', 'the folder pcb download wrote')
     .option('--input <parquet>', 'input to count rows left against [the one recorded in the folder]')
     .option('--json', 'print as JSON', false)
@@ -142,8 +195,9 @@ function buildProgram(): Command {
       await runStatus(out, { input: (opts.input as string | undefined) ?? null, json: Boolean(opts.json) });
     });
 
-  program.command('merge')
-    .description('combine every shard\'s records in <out> into manifest.parquet and metadata.parquet')
+  program
+    .command('merge')
+    .description("combine every shard's records in <out> into manifest.parquet and metadata.parquet")
     .argument('<out>', 'the shared output folder')
     .option('--input <parquet>', 'input parquet [the one recorded in the folder]')
     .option('--json', 'print as JSON', false)
@@ -210,7 +264,9 @@ async function download(o: DownloadOptions): Promise<number> {
   if (o.shard && !o.json && !o.quiet) process.stderr.write(`pcb: shard ${o.shard.index}/${o.shard.count} (${o.shard.reason})\n`);
   let signalCode = 0;
   const summary = await runDownload(o, {
-    warn: (msg) => { if (!o.quiet) process.stderr.write(`pcb: warning: ${msg}\n`); },
+    warn: (msg) => {
+      if (!o.quiet) process.stderr.write(`pcb: warning: ${msg}\n`);
+    },
     onStart: (stop) => {
       const handler = (sig: NodeJS.Signals) => {
         const code = sig === 'SIGINT' ? 130 : 143;

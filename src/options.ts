@@ -2,13 +2,16 @@ import os from 'node:os';
 import { InvalidArgumentError } from 'commander';
 import type { OutputFormat, ResizeMode } from './target-size.js';
 import type { CdnResize } from './cdn.js';
-import { DEFAULT_IMGIX_HOSTS } from './cdn.js';
 import { UsageError } from './errors.js';
 import { VERSION, PROJECT_URL } from './version.js';
 
 export const VECTOR_SIZE = 2048;
 
-export interface Shard { index: number; count: number; reason: string }
+export interface Shard {
+  index: number;
+  count: number;
+  reason: string;
+}
 
 /** `pcb download` after parsing and validation: every option typed, every default filled. */
 export interface DownloadOptions {
@@ -130,7 +133,11 @@ export function shardFromEnvironment(env: NodeJS.ProcessEnv, shardCount: number 
     if (!Number.isInteger(index) || index < 0 || index >= count) {
       throw new UsageError(`SLURM_ARRAY_TASK_ID=${slurmId} (min ${min}) is outside 0..${count - 1}: pass --shard <i>/<n>.`);
     }
-    return { index, count, reason: `Slurm array task ${slurmId} (SLURM_ARRAY_TASK_MIN=${min}, ${shardCount ? '--shard-count' : 'SLURM_ARRAY_TASK_COUNT'}=${count})` };
+    return {
+      index,
+      count,
+      reason: `Slurm array task ${slurmId} (SLURM_ARRAY_TASK_MIN=${min}, ${shardCount ? '--shard-count' : 'SLURM_ARRAY_TASK_COUNT'}=${count})`,
+    };
   }
   const k8s = env.JOB_COMPLETION_INDEX;
   if (k8s !== undefined && k8s !== '') {

@@ -20,8 +20,13 @@ export class RowPool {
   private idleWaiters: (() => void)[] = [];
   private abandoned = false;
 
-  constructor(config: WorkerConfig, threads: number, private readonly onResult: (r: RowResult) => void,
-    private readonly onCrash: (task: RowTask, err: unknown) => void, filename = FETCH_RESIZE_WORKER) {
+  constructor(
+    config: WorkerConfig,
+    threads: number,
+    private readonly onResult: (r: RowResult) => void,
+    private readonly onCrash: (task: RowTask, err: unknown) => void,
+    filename = FETCH_RESIZE_WORKER,
+  ) {
     this.piscina = new Piscina({
       filename,
       minThreads: threads,
@@ -31,13 +36,18 @@ export class RowPool {
       workerData: config,
     });
     // A dead worker's finally blocks never run: give back the host slots and bytes its ledger holds.
-    this.piscina.on('workerDestroy', (w: { id: number }) => { SharedLimits.settleWorker(config.limits.buffer, w.id); });
+    this.piscina.on('workerDestroy', (w: { id: number }) => {
+      SharedLimits.settleWorker(config.limits.buffer, w.id);
+    });
     this.piscina.on('error', () => undefined);
     this.capacity = threads * config.concurrency + threads * 2;
   }
 
   async submit(task: RowTask): Promise<void> {
-    while (this.inFlight >= this.capacity) await new Promise<void>((r) => { this.roomWaiter = r; });
+    while (this.inFlight >= this.capacity)
+      await new Promise<void>((r) => {
+        this.roomWaiter = r;
+      });
     this.inFlight++;
     void this.runTask(task).finally(() => {
       this.inFlight--;
@@ -68,7 +78,11 @@ export class RowPool {
 
   /** Resolves when every submitted row has settled. */
   drain(): Promise<void> {
-    return this.inFlight === 0 ? Promise.resolve() : new Promise((r) => { this.idleWaiters.push(r); });
+    return this.inFlight === 0
+      ? Promise.resolve()
+      : new Promise((r) => {
+          this.idleWaiters.push(r);
+        });
   }
 
   /** Stop reporting: rows still in flight are left for the next run. */

@@ -18,8 +18,7 @@ import { coveringWidth, imgixUrl } from './cdn.js';
  */
 async function fetchSource(url: URL, task: RowTask, ctx: RowContext): Promise<Downloaded & { source: ImageSource | null }> {
   const useCdn = ctx.cdnResize === 'imgix';
-  const plan = useCdn && ctx.cdnHosts.includes(url.hostname)
-    ? coveringWidth(task.srcWidth, task.srcHeight, ctx.resize.mode, ctx.resize.resolution) : null;
+  const plan = useCdn && ctx.cdnHosts.includes(url.hostname) ? coveringWidth(task.srcWidth, task.srcHeight, ctx.resize.mode, ctx.resize.resolution) : null;
   if (!plan) return { ...(await download(url, ctx.policy, ctx.agent, ctx.limits)), source: useCdn ? 'original' : null };
   const small = await download(imgixUrl(url, plan.width), ctx.policy, ctx.agent, ctx.limits);
   if (small.data) {
@@ -77,9 +76,20 @@ export async function processRow(task: RowTask, ctx: RowContext): Promise<RowRes
       throw new RowError('write_error', (err as Error).message);
     }
     return {
-      row: task.row, id, url: task.url, status: 'ok', error: null, message: null, ...fetched,
-      src_width: img.srcWidth, src_height: img.srcHeight, width: img.width, height: img.height,
-      path: name, caption_source: caption.source, ms: Date.now() - started,
+      row: task.row,
+      id,
+      url: task.url,
+      status: 'ok',
+      error: null,
+      message: null,
+      ...fetched,
+      src_width: img.srcWidth,
+      src_height: img.srcHeight,
+      width: img.width,
+      height: img.height,
+      path: name,
+      caption_source: caption.source,
+      ms: Date.now() - started,
     };
   } catch (err) {
     return failedResult(task, asRowError(err), started, fetched);

@@ -53,12 +53,22 @@ export class Progress {
   private readonly bar: cliProgress.SingleBar | null;
   private readonly timer: NodeJS.Timeout | null = null;
 
-  constructor(readonly total: number, private readonly mode: { quiet: boolean; warn: boolean; tty: boolean }, private readonly stream: NodeJS.WriteStream = process.stderr) {
+  constructor(
+    readonly total: number,
+    private readonly mode: { quiet: boolean; warn: boolean; tty: boolean },
+    private readonly stream: NodeJS.WriteStream = process.stderr,
+  ) {
     if (!mode.quiet && mode.tty) {
-      this.bar = new cliProgress.SingleBar({
-        format: '{bar} {value}/{total} | {ips} img/s | {mbps} MB/s | ok {ok} failed {failed} | ETA {eta_formatted}',
-        stream: this.stream, hideCursor: true, etaBuffer: 200, fps: 5,
-      }, cliProgress.Presets.shades_classic);
+      this.bar = new cliProgress.SingleBar(
+        {
+          format: '{bar} {value}/{total} | {ips} img/s | {mbps} MB/s | ok {ok} failed {failed} | ETA {eta_formatted}',
+          stream: this.stream,
+          hideCursor: true,
+          etaBuffer: 200,
+          fps: 5,
+        },
+        cliProgress.Presets.shades_classic,
+      );
       this.bar.start(total, 0, this.payload());
     } else {
       this.bar = null;
@@ -69,8 +79,12 @@ export class Progress {
     }
   }
 
-  get done(): number { return this.ok + this.failed; }
-  get elapsedS(): number { return (Date.now() - this.started) / 1000; }
+  get done(): number {
+    return this.ok + this.failed;
+  }
+  get elapsedS(): number {
+    return (Date.now() - this.started) / 1000;
+  }
 
   private payload() {
     const s = Math.max(this.elapsedS, 1e-3);
@@ -81,15 +95,16 @@ export class Progress {
     const p = this.payload();
     const left = this.total - this.done;
     const eta = this.done ? Math.round((left * this.elapsedS) / this.done) : NaN;
-    this.stream.write(`pcb: ${this.done}/${this.total} rows | ${p.ips} img/s | ${p.mbps} MB/s | ok ${p.ok} failed ${p.failed}${Number.isFinite(eta) ? ` | ETA ${eta}s` : ''}\n`);
+    this.stream.write(
+      `pcb: ${this.done}/${this.total} rows | ${p.ips} img/s | ${p.mbps} MB/s | ok ${p.ok} failed ${p.failed}${Number.isFinite(eta) ? ` | ETA ${eta}s` : ''}\n`,
+    );
   }
 
   add(r: RowResult): void {
     if (r.status === 'ok') {
       this.ok++;
       if (r.source === 'original') this.renditionFallbacks++;
-    }
-    else {
+    } else {
       this.failed++;
       if (r.error) this.errors[r.error] = (this.errors[r.error] ?? 0) + 1;
     }
@@ -108,7 +123,11 @@ export class Progress {
     this.lastWarnAt = this.done;
     const counts = new Map<string, number>();
     for (const e of failures) counts.set(e, (counts.get(e) ?? 0) + 1);
-    const top = [...counts].sort((a, b) => b[1] - a[1]).slice(0, 3).map(([e, n]) => `${e} ${n}`).join(', ');
+    const top = [...counts]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, 3)
+      .map(([e, n]) => `${e} ${n}`)
+      .join(', ');
     const msg = `pcb: warning: ${failures.length} of the last ${this.recent.length} rows failed (${top}); check the URLs, the network or --max-rps`;
     if (this.bar) this.bar.stop();
     this.stream.write(pc.yellow(msg) + '\n');
@@ -122,14 +141,21 @@ export class Progress {
 }
 
 export function formatSummary(s: Summary): string {
-  const errors = Object.entries(s.errors).sort((a, b) => b[1] - a[1]).map(([e, n]) => `  ${e.padEnd(20)} ${n}`).join('\n');
+  const errors = Object.entries(s.errors)
+    .sort((a, b) => b[1] - a[1])
+    .map(([e, n]) => `  ${e.padEnd(20)} ${n}`)
+    .join('\n');
   return [
     `${s.interrupted ? pc.yellow('interrupted') : pc.green('done')}: ${s.processed} rows processed of ${s.selected} selected${s.shard ? ` (shard ${s.shard})` : ''}`,
     `  ok ${s.ok} · failed ${s.failed} · skipped ${s.skipped} (done before)`,
     ...(errors ? ['failed by error code:', errors] : []),
-    ...(s.errors.internal_error ? [pc.yellow(`  ${s.errors.internal_error} rows hit a bug in pcb (internal_error): please report it, with their message from the manifest`)] : []),
+    ...(s.errors.internal_error
+      ? [pc.yellow(`  ${s.errors.internal_error} rows hit a bug in pcb (internal_error): please report it, with their message from the manifest`)]
+      : []),
     `  ${s.wall_s.toFixed(1)} s wall · ${s.images_per_s.toFixed(2)} img/s · ${s.images_per_s_per_thread.toFixed(2)} img/s per thread (${s.threads} threads × ${s.concurrency}) · ${prettyBytes(s.bytes_downloaded)} downloaded`,
-    ...(s.rendition_fallbacks !== null ? [`  --cdn-resize: ${s.ok - s.rendition_fallbacks} from renditions, ${s.rendition_fallbacks} from originals (no covering rendition)`] : []),
+    ...(s.rendition_fallbacks !== null
+      ? [`  --cdn-resize: ${s.ok - s.rendition_fallbacks} from renditions, ${s.rendition_fallbacks} from originals (no covering rendition)`]
+      : []),
     `  images and captions in ${s.out}`,
     `  manifest ${s.manifest}`,
     `  metadata ${s.metadata}`,

@@ -32,21 +32,36 @@ export interface RecordSources {
  * Rebuild manifest.parquet and metadata.parquet. metadata.parquet carries the input columns of every ok
  * row, plus `file_name`, `width`, `height` of the written image and `caption`: the text pcb wrote to its .txt.
  */
-export async function writeRecords(conn: DuckDBConnection, logs: string[], src: RecordSources, dest: { manifest: string; metadata: string }): Promise<{ rows: number; ok: number }> {
+export async function writeRecords(
+  conn: DuckDBConnection,
+  logs: string[],
+  src: RecordSources,
+  dest: { manifest: string; metadata: string },
+): Promise<{ rows: number; ok: number }> {
   if (!logs.length) return { rows: 0, ok: 0 };
   await conn.run(`CREATE OR REPLACE TEMP TABLE __latest AS ${latestSql(logs)}`);
   await copyAtomic(conn, `SELECT ${MANIFEST_COLUMNS.map(ident).join(', ')} FROM __latest ORDER BY row`, dest.manifest);
-  const counts = (await conn.runAndReadAll(`SELECT count(*)::DOUBLE AS rows, count(*) FILTER (WHERE status = 'ok')::DOUBLE AS ok FROM __latest`)).getRowObjectsJS()[0];
+  const counts = (
+    await conn.runAndReadAll(`SELECT count(*)::DOUBLE AS rows, count(*) FILTER (WHERE status = 'ok')::DOUBLE AS ok FROM __latest`)
+  ).getRowObjectsJS()[0];
   if (src.input && existsSync(src.input)) {
-    const described = (await conn.runAndReadAll(`DESCRIBE SELECT * FROM read_parquet(${literal(src.input)})`)).getRowObjectsJS()
+    const described = (await conn.runAndReadAll(`DESCRIBE SELECT * FROM read_parquet(${literal(src.input)})`))
+      .getRowObjectsJS()
       .map((r) => ({ name: String(r.column_name), type: String(r.column_type) }));
-    const col = (name: string | null) => (name ? described.find((c) => c.name === name) ?? null : null);
-    const text = (name: string | null) => { const c = col(name); return c ? captionTextSql(`i.${ident(c.name)}`, c.type) : 'NULL::VARCHAR'; };
+    const col = (name: string | null) => (name ? (described.find((c) => c.name === name) ?? null) : null);
+    const text = (name: string | null) => {
+      const c = col(name);
+      return c ? captionTextSql(`i.${ident(c.name)}`, c.type) : 'NULL::VARCHAR';
+    };
     const caption = `coalesce(nullif(${text(src.captionColumn)}, ''), nullif(${text(src.fallbackCaptionColumn)}, ''), '')`;
     const select = described.map((c) => (RENAMED[c.name] ? `i.${ident(c.name)} AS ${ident(RENAMED[c.name])}` : `i.${ident(c.name)}`));
-    await copyAtomic(conn, `SELECT ${[...select, 'm.path AS file_name', 'm.width AS width', 'm.height AS height', `${caption} AS caption`].join(', ')}
+    await copyAtomic(
+      conn,
+      `SELECT ${[...select, 'm.path AS file_name', 'm.width AS width', 'm.height AS height', `${caption} AS caption`].join(', ')}
       FROM read_parquet(${literal(src.input)}, file_row_number = true) i JOIN __latest m ON m.row = i.file_row_number
-      WHERE m.status = 'ok'`, dest.metadata);
+      WHERE m.status = 'ok'`,
+      dest.metadata,
+    );
   } else {
     rmSync(dest.metadata, { force: true });
   }
@@ -55,7 +70,11 @@ export async function writeRecords(conn: DuckDBConnection, logs: string[], src: 
 }
 
 /** What a rerun retries besides transient failures: rows refused by a policy the user has since lifted. */
-export interface RetryPolicy { retryFailed: boolean; allowPrivateNetwork: boolean; ignoreOptOut: boolean }
+export interface RetryPolicy {
+  retryFailed: boolean;
+  allowPrivateNetwork: boolean;
+  ignoreOptOut: boolean;
+}
 
 /** Failed rows a rerun leaves alone: permanent failures, unless their cause is lifted or --retry-failed. */
 export function permanentFailureSql(p: RetryPolicy): string {

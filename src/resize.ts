@@ -7,8 +7,16 @@ import type { OutputFormat, ResizeMode, Size } from './target-size.js';
 export { MIN_SIDE, PIXEL_LIMIT, roundHalfEven, targetSize } from './target-size.js';
 export type { OutputFormat, ResizeMode, Size } from './target-size.js';
 
-export interface EncodeOptions { format: OutputFormat; quality: number; pngCompression: number; pngFilter: boolean }
-export interface ResizeOptions extends EncodeOptions { mode: ResizeMode; resolution: number }
+export interface EncodeOptions {
+  format: OutputFormat;
+  quality: number;
+  pngCompression: number;
+  pngFilter: boolean;
+}
+export interface ResizeOptions extends EncodeOptions {
+  mode: ResizeMode;
+  resolution: number;
+}
 
 export interface ResizedImage {
   data: Buffer;
@@ -58,22 +66,27 @@ function isSrgbOrNoProfile(meta: Metadata): boolean {
 
 /** --resize none may keep the source bytes only when writing them would change nothing. */
 export function canPassThrough(meta: Metadata, format: OutputFormat): boolean {
-  return SAME_FORMAT[meta.format ?? ''] === format
-    && (meta.orientation ?? 1) === 1
-    && meta.depth === 'uchar'
-    && meta.space === 'srgb'
-    && (meta.channels ?? 0) === 3
-    && !meta.hasAlpha
-    && !meta.isPalette
-    && (meta.pages ?? 1) === 1
-    && isSrgbOrNoProfile(meta);
+  return (
+    SAME_FORMAT[meta.format ?? ''] === format &&
+    (meta.orientation ?? 1) === 1 &&
+    meta.depth === 'uchar' &&
+    meta.space === 'srgb' &&
+    (meta.channels ?? 0) === 3 &&
+    !meta.hasAlpha &&
+    !meta.isPalette &&
+    (meta.pages ?? 1) === 1 &&
+    isSrgbOrNoProfile(meta)
+  );
 }
 
 function encoder(img: Sharp, opts: EncodeOptions): Sharp {
   switch (opts.format) {
-    case 'jpeg': return img.jpeg({ quality: opts.quality, mozjpeg: false, chromaSubsampling: '4:2:0' });
-    case 'webp': return img.webp({ quality: opts.quality, effort: 2 });
-    case 'png': return img.png({ compressionLevel: opts.pngCompression, adaptiveFiltering: opts.pngFilter });
+    case 'jpeg':
+      return img.jpeg({ quality: opts.quality, mozjpeg: false, chromaSubsampling: '4:2:0' });
+    case 'webp':
+      return img.webp({ quality: opts.quality, effort: 2 });
+    case 'png':
+      return img.png({ compressionLevel: opts.pngCompression, adaptiveFiltering: opts.pngFilter });
   }
 }
 

@@ -44,17 +44,46 @@ export interface RowResult {
  * manifest.parquet has these columns in this order. `run` and `seq` order a row's outcomes in the log.
  */
 export const RESULT_COLUMNS: Record<keyof RowResult, string> = {
-  row: 'BIGINT', id: 'VARCHAR', url: 'VARCHAR', status: 'VARCHAR', error: 'VARCHAR', http_status: 'INTEGER', attempts: 'INTEGER',
-  bytes: 'BIGINT', src_width: 'INTEGER', src_height: 'INTEGER', width: 'INTEGER', height: 'INTEGER', path: 'VARCHAR',
-  caption_source: 'VARCHAR', ms: 'BIGINT', message: 'VARCHAR', source: 'VARCHAR',
+  row: 'BIGINT',
+  id: 'VARCHAR',
+  url: 'VARCHAR',
+  status: 'VARCHAR',
+  error: 'VARCHAR',
+  http_status: 'INTEGER',
+  attempts: 'INTEGER',
+  bytes: 'BIGINT',
+  src_width: 'INTEGER',
+  src_height: 'INTEGER',
+  width: 'INTEGER',
+  height: 'INTEGER',
+  path: 'VARCHAR',
+  caption_source: 'VARCHAR',
+  ms: 'BIGINT',
+  message: 'VARCHAR',
+  source: 'VARCHAR',
 };
 export const LOG_ORDER_COLUMNS = { run: 'BIGINT', seq: 'BIGINT' } as const;
 export const MANIFEST_COLUMNS = Object.keys(RESULT_COLUMNS) as (keyof RowResult)[];
 
 export function failedResult(task: RowTask, error: RowError, started: number, extra: Partial<RowResult> = {}): RowResult {
   return {
-    row: task.row, id: task.id, url: task.url, status: 'failed', error: error.code, message: error.message.slice(0, 500),
-    http_status: error.httpStatus, attempts: 0, bytes: 0, src_width: null, src_height: null, width: null, height: null,
-    path: null, caption_source: null, ms: Date.now() - started, source: null, ...extra,
+    row: task.row,
+    id: task.id,
+    url: task.url,
+    status: 'failed',
+    error: error.code,
+    message: error.message.slice(0, 500),
+    http_status: error.httpStatus,
+    attempts: 0,
+    bytes: 0,
+    src_width: null,
+    src_height: null,
+    width: null,
+    height: null,
+    path: null,
+    caption_source: null,
+    ms: Date.now() - started,
+    source: null,
+    ...extra,
   };
 }

@@ -10,7 +10,7 @@ import { ident, literal } from './sql.js';
 /** Write every byte: writeSync may write fewer than asked (a full disk, a signal). */
 function writeAll(fd: number, text: string): void {
   const buf = Buffer.from(text);
-  for (let off = 0; off < buf.length;) off += writeSync(fd, buf, off, buf.length - off);
+  for (let off = 0; off < buf.length; ) off += writeSync(fd, buf, off, buf.length - off);
 }
 
 /** Lines are buffered and written at least every 500 ms (and at close). */
@@ -52,7 +52,11 @@ export class RowLog {
     clearInterval(this.timer);
     this.flush();
     this.closed = true;
-    try { fsyncSync(this.fd); } catch { /* fsync is best effort on odd filesystems */ }
+    try {
+      fsyncSync(this.fd);
+    } catch {
+      /* fsync is best effort on odd filesystems */
+    }
     closeSync(this.fd);
   }
 }

@@ -15,7 +15,13 @@ export type CaptionSource = 'primary' | 'fallback' | 'none';
 
 function asText(value: unknown): string {
   if (value === null || value === undefined) return '';
-  if (Array.isArray(value)) return value.filter((v) => v !== null && v !== undefined).map(String).map((s) => s.trim()).filter(Boolean).join(', ');
+  if (Array.isArray(value))
+    return value
+      .filter((v) => v !== null && v !== undefined)
+      .map(String)
+      .map((s) => s.trim())
+      .filter(Boolean)
+      .join(', ');
   return String(value).trim();
 }
 

@@ -6,8 +6,18 @@ import { Source, buildDuplicateTable, countPlan, streamTasks } from './source.js
 import type { Plan } from './source.js';
 import { ensureWritableDir } from './output.js';
 import {
-  STATE_DIR, allLogPaths, checkSettings, lockPath, logPath, readRunRecord, recordPaths, removeStaleTemps, runRecordPath, shardTag,
-  tmpDirPath, writeJsonAtomic,
+  STATE_DIR,
+  allLogPaths,
+  checkSettings,
+  lockPath,
+  logPath,
+  readRunRecord,
+  recordPaths,
+  removeStaleTemps,
+  runRecordPath,
+  shardTag,
+  tmpDirPath,
+  writeJsonAtomic,
 } from './folder.js';
 import type { FileSettings, RunRecord } from './folder.js';
 import { FolderLock } from './lock.js';
@@ -33,10 +43,13 @@ export interface RunHooks {
 /** The file-shaping settings of this run, as run.json records them. */
 function fileSettings(o: DownloadOptions, source: Source): FileSettings {
   return {
-    urlColumn: o.urlColumn, idColumn: o.idColumn,
+    urlColumn: o.urlColumn,
+    idColumn: o.idColumn,
     captionColumn: source.has(o.captionColumn) ? o.captionColumn : null,
     fallbackCaptionColumn: source.has(o.fallbackCaptionColumn) ? o.fallbackCaptionColumn : null,
-    resize: o.resize, resolution: o.resolution, format: o.format,
+    resize: o.resize,
+    resolution: o.resolution,
+    format: o.format,
     quality: o.format === 'png' ? null : o.quality,
     pngCompression: o.format === 'png' ? o.pngCompression : null,
     pngFilter: o.format === 'png' ? o.pngFilter : null,
@@ -93,10 +106,21 @@ async function runLocked(o: DownloadOptions, source: Source, started: number, ho
   const logs = allLogPaths(o.out);
   const formatChanged = o.overwrite && before !== null && before.format !== o.format;
   const plan: Plan = {
-    urlColumn: o.urlColumn, idColumn: o.idColumn, captionColumn: settings.captionColumn, fallbackColumn: settings.fallbackCaptionColumn,
-    where: o.where, shard: o.shard, limit: o.limit,
-    doneTable: o.overwrite || !logs.length ? null
-      : await buildDoneTable(source.conn, o.out, logs, { retryFailed: o.retryFailed, allowPrivateNetwork: o.allowPrivateNetwork, ignoreOptOut: o.ignoreOptOut }),
+    urlColumn: o.urlColumn,
+    idColumn: o.idColumn,
+    captionColumn: settings.captionColumn,
+    fallbackColumn: settings.fallbackCaptionColumn,
+    where: o.where,
+    shard: o.shard,
+    limit: o.limit,
+    doneTable:
+      o.overwrite || !logs.length
+        ? null
+        : await buildDoneTable(source.conn, o.out, logs, {
+            retryFailed: o.retryFailed,
+            allowPrivateNetwork: o.allowPrivateNetwork,
+            ignoreOptOut: o.ignoreOptOut,
+          }),
     previousTable: formatChanged && logs.length ? await buildPreviousTable(source.conn, logs) : null,
   };
   const { selected, todo } = await withWhere(o.where, async () => {
@@ -106,27 +130,46 @@ async function runLocked(o: DownloadOptions, source: Source, started: number, ho
 
   const log = new RowLog(logPath(o.out, o.shard));
   const progress = new Progress(todo, { quiet: o.quiet || o.json, warn: !o.quiet, tty: Boolean(process.stderr.isTTY) });
-  const settle = (r: RowResult) => { log.append(r); progress.add(r); };
+  const settle = (r: RowResult) => {
+    log.append(r);
+    progress.add(r);
+  };
   const limitsBuffer = createSharedBuffer(o.threads);
   const config: WorkerConfig = {
-    out: path.resolve(o.out), tmpDir: path.resolve(tmpDir),
+    out: path.resolve(o.out),
+    tmpDir: path.resolve(tmpDir),
     resize: { mode: o.resize, resolution: o.resolution, format: o.format, quality: o.quality, pngCompression: o.pngCompression, pngFilter: o.pngFilter },
     policy: {
-      timeoutMs: o.timeoutMs, maxBytes: o.maxBytes, retries: o.retries, backoffMs: o.backoffMs, userAgent: o.userAgent,
-      allowPrivateNetwork: o.allowPrivateNetwork, ignoreOptOut: o.ignoreOptOut,
+      timeoutMs: o.timeoutMs,
+      maxBytes: o.maxBytes,
+      retries: o.retries,
+      backoffMs: o.backoffMs,
+      userAgent: o.userAgent,
+      allowPrivateNetwork: o.allowPrivateNetwork,
+      ignoreOptOut: o.ignoreOptOut,
     },
-    cdnResize: o.cdnResize, cdnHosts: o.cdnHosts, concurrency: o.concurrency,
+    cdnResize: o.cdnResize,
+    cdnHosts: o.cdnHosts,
+    concurrency: o.concurrency,
     limits: { buffer: limitsBuffer, maxRps: o.maxRps, maxHostConnections: o.maxHostConnections, memoryBudgetBytes: o.memoryBudgetBytes },
   };
-  const pool = todo > 0 ? new RowPool(config, o.threads, settle, (task, err) => {
-    settle(failedResult(task, new RowError('internal_error', `worker crashed: ${(err as Error)?.message ?? err}`), Date.now()));
-  }) : null;
+  const pool =
+    todo > 0
+      ? new RowPool(config, o.threads, settle, (task, err) => {
+          settle(failedResult(task, new RowError('internal_error', `worker crashed: ${(err as Error)?.message ?? err}`), Date.now()));
+        })
+      : null;
 
   let stopping = false;
   let firstDispatchS: number | null = null;
   hooks.onStart?.((hard) => {
     stopping = true;
-    if (hard) { pool?.abandon(); log.close(); progress.stop(); lock.release(); }
+    if (hard) {
+      pool?.abandon();
+      log.close();
+      progress.stop();
+      lock.release();
+    }
   });
 
   try {
@@ -162,7 +205,12 @@ async function runLocked(o: DownloadOptions, source: Source, started: number, ho
   const recordLogs = o.shard ? [logPath(o.out, o.shard)] : allLogPaths(o.out);
   const recordsStarted = Date.now();
   try {
-    await writeRecords(source.conn, recordLogs, { input: path.resolve(o.input), captionColumn: settings.captionColumn, fallbackCaptionColumn: settings.fallbackCaptionColumn }, dest);
+    await writeRecords(
+      source.conn,
+      recordLogs,
+      { input: path.resolve(o.input), captionColumn: settings.captionColumn, fallbackCaptionColumn: settings.fallbackCaptionColumn },
+      dest,
+    );
   } catch (err) {
     throw new FatalError(`could not write the records in ${o.out}: ${duckMessage(err)}; the log in ${stateDir} is intact, rerun to rebuild them`);
   }
@@ -172,11 +220,26 @@ async function runLocked(o: DownloadOptions, source: Source, started: number, ho
   const cpu = process.cpuUsage();
   const processed = progress.done;
   return {
-    input: o.input, out: o.out, shard: o.shard ? `${o.shard.index}/${o.shard.count}` : null, shard_reason: o.shard?.reason ?? null,
-    selected, processed, ok: progress.ok, failed: progress.failed, skipped: selected - todo, errors: progress.errors,
-    bytes_downloaded: progress.bytes, wall_s: wall, images_per_s: processed / Math.max(wall, 1e-3),
-    images_per_s_per_thread: processed / Math.max(wall, 1e-3) / o.threads, threads: o.threads, concurrency: o.concurrency,
-    interrupted: stopping, manifest: dest.manifest, metadata: dest.metadata, first_dispatch_s: firstDispatchS,
+    input: o.input,
+    out: o.out,
+    shard: o.shard ? `${o.shard.index}/${o.shard.count}` : null,
+    shard_reason: o.shard?.reason ?? null,
+    selected,
+    processed,
+    ok: progress.ok,
+    failed: progress.failed,
+    skipped: selected - todo,
+    errors: progress.errors,
+    bytes_downloaded: progress.bytes,
+    wall_s: wall,
+    images_per_s: processed / Math.max(wall, 1e-3),
+    images_per_s_per_thread: processed / Math.max(wall, 1e-3) / o.threads,
+    threads: o.threads,
+    concurrency: o.concurrency,
+    interrupted: stopping,
+    manifest: dest.manifest,
+    metadata: dest.metadata,
+    first_dispatch_s: firstDispatchS,
     cpu_s: (cpu.user + cpu.system) / 1e6,
     peak_rss_bytes: process.resourceUsage().maxRSS * 1024,
     rendition_fallbacks: o.cdnResize === 'none' ? null : progress.renditionFallbacks,
@@ -186,5 +249,10 @@ async function runLocked(o: DownloadOptions, source: Source, started: number, ho
 }
 
 function isValidId(id: string | null): boolean {
-  try { checkId(id); return true; } catch { return false; }
+  try {
+    checkId(id);
+    return true;
+  } catch {
+    return false;
+  }
 }

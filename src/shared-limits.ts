@@ -59,7 +59,10 @@ export class SharedLimits {
   /** This worker's ledger slot (its start in `ledger`). */
   private readonly mine: number;
 
-  constructor(private readonly init: SharedLimitsInit, owner: number) {
+  constructor(
+    private readonly init: SharedLimitsInit,
+    owner: number,
+  ) {
     this.v = views(init.buffer);
     let slot = -1;
     for (let s = 0; s < this.v.slots && slot < 0; s++) {
@@ -118,7 +121,10 @@ export class SharedLimits {
 
   /** Before a request: waits while the budget is spent (one download may always run). */
   async waitForRoom(): Promise<void> {
-    await until(() => { const cur = Atomics.load(this.v.held, 0); return cur < this.capKiB || cur === 0; });
+    await until(() => {
+      const cur = Atomics.load(this.v.held, 0);
+      return cur < this.capKiB || cur === 0;
+    });
   }
 
   /**
@@ -215,7 +221,10 @@ export class SharedLimits {
       let connections = 0;
       for (let i = 0; i < HOST_SLOTS; i++) {
         const n = Atomics.exchange(v.ledger, base + 3 + i, 0);
-        if (n) { Atomics.sub(v.hosts, i, n); connections += n; }
+        if (n) {
+          Atomics.sub(v.hosts, i, n);
+          connections += n;
+        }
       }
       // Its overdraft ticket, if any, dies with it.
       const owned = Math.floor(Atomics.load(v.overdraft, 0) / 0x10000) === s + 1;

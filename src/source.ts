@@ -8,12 +8,17 @@ import { ident, literal, duckMessage } from './sql.js';
 import type { Shard } from './options.js';
 import type { RowTask } from './result.js';
 
-export interface Column { name: string; type: string }
+export interface Column {
+  name: string;
+  type: string;
+}
 
 export async function openDuckDB(threads = 2): Promise<DuckDBConnection> {
   // Sorts larger than memory spill to the system's temp folder, not to `.tmp` in the user's working folder.
   const db = await DuckDBInstance.create(':memory:', {
-    threads: String(Math.max(1, threads)), memory_limit: '2GB', temp_directory: path.join(os.tmpdir(), `pcb-duckdb-${process.pid}`),
+    threads: String(Math.max(1, threads)),
+    memory_limit: '2GB',
+    temp_directory: path.join(os.tmpdir(), `pcb-duckdb-${process.pid}`),
   });
   return db.connect();
 }
@@ -44,11 +49,15 @@ export function checkInputFile(input: string): void {
 
 /** The input parquet as DuckDB sees it, with its row position (`__row`) and columns. */
 export class Source {
-  private constructor(readonly conn: DuckDBConnection, readonly input: string, readonly columns: Column[]) {}
+  private constructor(
+    readonly conn: DuckDBConnection,
+    readonly input: string,
+    readonly columns: Column[],
+  ) {}
 
   static async open(input: string, conn?: DuckDBConnection): Promise<Source> {
     checkInputFile(input);
-    const c = conn ?? await openDuckDB();
+    const c = conn ?? (await openDuckDB());
     try {
       const r = await c.runAndReadAll(`DESCRIBE SELECT * FROM read_parquet(${literal(input)})`);
       const columns = r.getRowObjectsJS().map((o) => ({ name: String(o.column_name), type: String(o.column_type) }));
@@ -164,7 +173,9 @@ export function taskSql(source: Source, plan: Plan): string {
     ${plan.doneTable ? `WHERE NOT EXISTS (SELECT 1 FROM ${plan.doneTable} d WHERE d.row = sel.__row)` : ''}`;
 }
 
-export interface TaskRow extends RowTask { duplicate: boolean }
+export interface TaskRow extends RowTask {
+  duplicate: boolean;
+}
 
 /** Streams the plan's rows, about `chunkSize` at a time; DuckDB holds the rest. */
 export async function* streamTasks(source: Source, plan: Plan, chunkSize: number): AsyncGenerator<TaskRow[]> {
@@ -175,13 +186,21 @@ export async function* streamTasks(source: Source, plan: Plan, chunkSize: number
     if (!chunk || chunk.rowCount === 0) break;
     for (const r of chunk.getRowObjects(result.columnNames())) {
       batch.push({
-        row: Number(r.row), id: r.id === null ? null : String(r.id), url: r.url === null ? null : String(r.url),
-        caption: r.caption === null ? null : String(r.caption), fallback: r.fallback === null ? null : String(r.fallback),
-        srcWidth: r.src_width === null ? null : Number(r.src_width), srcHeight: r.src_height === null ? null : Number(r.src_height),
-        duplicate: r.duplicate === true, previousPath: r.previous_path === null ? null : String(r.previous_path),
+        row: Number(r.row),
+        id: r.id === null ? null : String(r.id),
+        url: r.url === null ? null : String(r.url),
+        caption: r.caption === null ? null : String(r.caption),
+        fallback: r.fallback === null ? null : String(r.fallback),
+        srcWidth: r.src_width === null ? null : Number(r.src_width),
+        srcHeight: r.src_height === null ? null : Number(r.src_height),
+        duplicate: r.duplicate === true,
+        previousPath: r.previous_path === null ? null : String(r.previous_path),
       });
     }
-    if (batch.length >= chunkSize) { yield batch; batch = []; }
+    if (batch.length >= chunkSize) {
+      yield batch;
+      batch = [];
+    }
   }
   if (batch.length) yield batch;
 }

@@ -10,6 +10,12 @@ export function literal(value: string): string {
 /** A one-line, human message out of a DuckDB error. */
 export function duckMessage(err: unknown): string {
   const msg = err instanceof Error ? err.message : String(err);
-  return msg.split('\n').map((l) => l.trim()).filter(Boolean).slice(0, 1).join(' ')
-    .replace(/\b[A-Z][A-Za-z]*( [A-Z][A-Za-z]*)? Error: /g, '').slice(0, 400);
+  return msg
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean)
+    .slice(0, 1)
+    .join(' ')
+    .replace(/\b[A-Z][A-Za-z]*( [A-Z][A-Za-z]*)? Error: /g, '')
+    .slice(0, 400);
 }

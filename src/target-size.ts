@@ -15,7 +15,10 @@ export function roundHalfEven(x: number): number {
   return f % 2 === 0 ? f : f + 1;
 }
 
-export interface Size { width: number; height: number }
+export interface Size {
+  width: number;
+  height: number;
+}
 
 /**
  * The written size for a source of w×h: the reference formula (sides multiples of 64, ties to even),
@@ -44,4 +47,3 @@ export function targetSize(mode: ResizeMode, w: number, h: number, resolution: n
     height: Math.max(1, roundHalfEven((h * k) / 64)) * 64,
   };
 }
-

@@ -16,15 +16,30 @@ let photos: KitPhoto[];
 beforeAll(async () => {
   ({ server, photos } = await smallKit(12));
   server.put('huge.png', pixelBombPng(), 'image/png');
-  server.put('tiny.jpg', await sharp({ create: { width: 40, height: 40, channels: 3, background: '#888' } }).jpeg().toBuffer());
+  server.put(
+    'tiny.jpg',
+    await sharp({ create: { width: 40, height: 40, channels: 3, background: '#888' } })
+      .jpeg()
+      .toBuffer(),
+  );
   server.put('cmyk.jpg', await sharp(photos[0].data).toColourspace('cmyk').jpeg().toBuffer());
-  server.put('alpha.png', await sharp({ create: { width: 300, height: 300, channels: 4, background: { r: 0, g: 0, b: 0, alpha: 0 } } }).png().toBuffer(), 'image/png');
+  server.put(
+    'alpha.png',
+    await sharp({ create: { width: 300, height: 300, channels: 4, background: { r: 0, g: 0, b: 0, alpha: 0 } } })
+      .png()
+      .toBuffer(),
+    'image/png',
+  );
 });
-afterAll(async () => { await server?.stop(); });
+afterAll(async () => {
+  await server?.stop();
+});
 
 /** Every file in --out outside .pcb/: exactly images + captions of ok rows, and the two records. */
 function visibleFiles(out: string): string[] {
-  return readdirSync(out).filter((f) => f !== '.pcb').sort();
+  return readdirSync(out)
+    .filter((f) => f !== '.pcb')
+    .sort();
 }
 
 describe('a parquet mixing every failure the web has', () => {
@@ -71,15 +86,38 @@ describe('a parquet mixing every failure the web has', () => {
       ['/img/missing.jpg', null, 'http_status'],
       [`/img/${img(9)}`, '.hidden-ok', 'ok'],
     ];
-    const rows = cases.map(([u, id, _], i) => datasetRow(i, u === null ? null as unknown as string : u.startsWith('/') ? server.url(u) : u, 640, 480,
-      { id: id ?? `photo-${i}`, cogvlm_caption: i === 2 ? null : `caption ${i}` }));
+    const rows = cases.map(([u, id, _], i) =>
+      datasetRow(i, u === null ? (null as unknown as string) : u.startsWith('/') ? server.url(u) : u, 640, 480, {
+        id: id ?? `photo-${i}`,
+        cogvlm_caption: i === 2 ? null : `caption ${i}`,
+      }),
+    );
     const dir = tmpDir();
     const input = path.join(dir, 'mixed.parquet');
     await writeParquet(input, rows, TEXT_IDS);
     const out = path.join(dir, 'out');
     const started = Date.now();
-    const r = await runPcb(['download', input, '--out', out, '--allow-private-network', '--timeout', '2', '--retries', '2', '--backoff', '0.05',
-      '--max-bytes', '5000000', '--resolution', '256', '--threads', '2', '--quiet', '--json']);
+    const r = await runPcb([
+      'download',
+      input,
+      '--out',
+      out,
+      '--allow-private-network',
+      '--timeout',
+      '2',
+      '--retries',
+      '2',
+      '--backoff',
+      '0.05',
+      '--max-bytes',
+      '5000000',
+      '--resolution',
+      '256',
+      '--threads',
+      '2',
+      '--quiet',
+      '--json',
+    ]);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     expect(Date.now() - started).toBeLessThan(120_000);
@@ -104,7 +142,10 @@ describe('a parquet mixing every failure the web has', () => {
     expect(byRow.get(0)!.status).toBe('ok');
     expect(byRow.get(2)!.caption_source).toBe('fallback');
     const okRows = manifest.filter((m) => m.status === 'ok');
-    const expectedFiles = okRows.flatMap((m) => [m.path as string, `${m.id}.txt`]).concat(['manifest.parquet', 'metadata.parquet']).sort();
+    const expectedFiles = okRows
+      .flatMap((m) => [m.path as string, `${m.id}.txt`])
+      .concat(['manifest.parquet', 'metadata.parquet'])
+      .sort();
     expect(visibleFiles(out)).toEqual(expectedFiles);
     expect(readdirSync(path.join(out, '.pcb')).filter((f) => f.startsWith('tmp'))).toEqual([]);
     for (const m of okRows) {
@@ -127,7 +168,19 @@ describe('politeness and deadlines', () => {
     const dir = tmpDir();
     const input = path.join(dir, 'in.parquet');
     await writeParquet(input, [datasetRow(0, server.url(`/flaky/ra/1/429/${photos[0].name}?retry-after=2`), 640, 480)]);
-    const r = await runPcb(['download', input, '--out', path.join(dir, 'out'), '--allow-private-network', '--backoff', '0.01', '--quiet', '--json', '--resolution', '256']);
+    const r = await runPcb([
+      'download',
+      input,
+      '--out',
+      path.join(dir, 'out'),
+      '--allow-private-network',
+      '--backoff',
+      '0.01',
+      '--quiet',
+      '--json',
+      '--resolution',
+      '256',
+    ]);
     expect(r.code).toBe(0);
     const hits = server.requests.filter((q) => q.path.startsWith('/flaky/ra/'));
     expect(hits.length).toBe(2);
@@ -141,7 +194,19 @@ describe('politeness and deadlines', () => {
     const input = path.join(dir, 'in.parquet');
     await writeParquet(input, [datasetRow(0, server.url('/drip'), 640, 480), datasetRow(1, server.url(`/stall/${photos[0].name}`), 640, 480)]);
     const started = Date.now();
-    const r = await runPcb(['download', input, '--out', path.join(dir, 'out'), '--allow-private-network', '--timeout', '1.5', '--retries', '0', '--quiet', '--json']);
+    const r = await runPcb([
+      'download',
+      input,
+      '--out',
+      path.join(dir, 'out'),
+      '--allow-private-network',
+      '--timeout',
+      '1.5',
+      '--retries',
+      '0',
+      '--quiet',
+      '--json',
+    ]);
     expect(r.code).toBe(0);
     expect(Date.now() - started).toBeLessThan(15_000);
     const ms = await readParquet(path.join(dir, 'out', 'manifest.parquet'));
@@ -167,26 +232,78 @@ describe('politeness and deadlines', () => {
     const ms = await readParquet(path.join(dir, 'out', 'manifest.parquet'));
     expect(ms.map((m) => m.error)).toEqual(Array(5).fill('blocked_address'));
     expect(server.requests.length).toBe(before);
-    const allowed = await runPcb(['download', input, '--out', path.join(dir, 'out2'), '--allow-private-network', '--quiet', '--json', '--limit', '2', '--resolution', '256']);
+    const allowed = await runPcb([
+      'download',
+      input,
+      '--out',
+      path.join(dir, 'out2'),
+      '--allow-private-network',
+      '--quiet',
+      '--json',
+      '--limit',
+      '2',
+      '--resolution',
+      '256',
+    ]);
     expect(JSON.parse(allowed.stdout).ok).toBe(2);
   });
 
   it('caps connections per host across the pool, rate-limits globally and sends the user agent', async () => {
     const dir = tmpDir();
     const input = path.join(dir, 'in.parquet');
-    await writeParquet(input, Array.from({ length: 16 }, (_, i) => datasetRow(i, server.url(`/delay/300/${photos[i % photos.length].name}?r=${i}`), 640, 480)));
+    await writeParquet(
+      input,
+      Array.from({ length: 16 }, (_, i) => datasetRow(i, server.url(`/delay/300/${photos[i % photos.length].name}?r=${i}`), 640, 480)),
+    );
     server.maxConcurrent = 0;
-    const r = await runPcb(['download', input, '--out', path.join(dir, 'out'), '--allow-private-network', '--threads', '2', '--concurrency', '8',
-      '--max-host-connections', '3', '--user-agent', 'pcb-test-agent/1.0', '--quiet', '--json', '--resolution', '256']);
+    const r = await runPcb([
+      'download',
+      input,
+      '--out',
+      path.join(dir, 'out'),
+      '--allow-private-network',
+      '--threads',
+      '2',
+      '--concurrency',
+      '8',
+      '--max-host-connections',
+      '3',
+      '--user-agent',
+      'pcb-test-agent/1.0',
+      '--quiet',
+      '--json',
+      '--resolution',
+      '256',
+    ]);
     expect(JSON.parse(r.stdout).ok).toBe(16);
     expect(server.maxConcurrent).toBeLessThanOrEqual(3);
     expect(server.requests.filter((q) => q.path.startsWith('/delay/300/')).every((q) => q.userAgent === 'pcb-test-agent/1.0')).toBe(true);
 
     const input2 = path.join(dir, 'in2.parquet');
-    await writeParquet(input2, Array.from({ length: 20 }, (_, i) => datasetRow(i, server.url(`/img/${photos[i % photos.length].name}?rps=${i}`), 640, 480)));
-    const r2 = await runPcb(['download', input2, '--out', path.join(dir, 'out2'), '--allow-private-network', '--threads', '2', '--max-rps', '10', '--quiet', '--json', '--resolution', '256']);
+    await writeParquet(
+      input2,
+      Array.from({ length: 20 }, (_, i) => datasetRow(i, server.url(`/img/${photos[i % photos.length].name}?rps=${i}`), 640, 480)),
+    );
+    const r2 = await runPcb([
+      'download',
+      input2,
+      '--out',
+      path.join(dir, 'out2'),
+      '--allow-private-network',
+      '--threads',
+      '2',
+      '--max-rps',
+      '10',
+      '--quiet',
+      '--json',
+      '--resolution',
+      '256',
+    ]);
     expect(JSON.parse(r2.stdout).ok).toBe(20);
-    const times = server.requests.filter((q) => q.path.includes('?rps=')).map((q) => q.at).sort((a, b) => a - b);
+    const times = server.requests
+      .filter((q) => q.path.includes('?rps='))
+      .map((q) => q.at)
+      .sort((a, b) => a - b);
     // 10/s with a one-second burst: 20 requests need at least ~1 s.
     expect(times[times.length - 1] - times[0]).toBeGreaterThanOrEqual(850);
     expect(server.requests.find((q) => q.path.includes('?rps='))!.userAgent).toMatch(/^pcb\/\d+\.\d+\.\d+ \(\+https?:\/\//);
@@ -195,15 +312,23 @@ describe('politeness and deadlines', () => {
   it('a file that cannot be written is write_error, and never leaves an image without its caption', async () => {
     const dir = tmpDir();
     const input = path.join(dir, 'in.parquet');
-    await writeParquet(input, [0, 1, 2].map((i) => datasetRow(i, server.url(`/img/${photos[i].name}`), 640, 480, { id: `w${i}` })), TEXT_IDS);
+    await writeParquet(
+      input,
+      [0, 1, 2].map((i) => datasetRow(i, server.url(`/img/${photos[i].name}`), 640, 480, { id: `w${i}` })),
+      TEXT_IDS,
+    );
     const out = path.join(dir, 'out');
     mkdirSync(path.join(out, 'w0.png'), { recursive: true }); // the image's name is taken by a folder
     mkdirSync(path.join(out, 'w1.txt'), { recursive: true }); // the caption's name is taken by a folder
     const r = await runPcb(['download', input, '--out', out, '--allow-private-network', '--resolution', '128', '--quiet', '--json']);
     expect(r.code).toBe(0);
     const m = await readParquet(path.join(out, 'manifest.parquet'));
-    expect(m.map((x) => x.status === 'ok' ? 'ok' : x.error)).toEqual(['write_error', 'write_error', 'ok']);
-    expect(readdirSync(out).filter((f) => f.startsWith('w')).sort()).toEqual(['w0.png', 'w1.txt', 'w2.png', 'w2.txt']);
+    expect(m.map((x) => (x.status === 'ok' ? 'ok' : x.error))).toEqual(['write_error', 'write_error', 'ok']);
+    expect(
+      readdirSync(out)
+        .filter((f) => f.startsWith('w'))
+        .sort(),
+    ).toEqual(['w0.png', 'w1.txt', 'w2.png', 'w2.txt']);
     expect(statSync(path.join(out, 'w0.png')).isDirectory()).toBe(true);
   });
 
@@ -228,16 +353,53 @@ describe('politeness and deadlines', () => {
     const budget = 2 * largest;
     // 16 concurrent large bodies (known length, then chunked) against a budget of two of them.
     for (const route of ['delay/150', 'chunked']) {
-      await writeParquet(input, Array.from({ length: 16 }, (_, i) => datasetRow(i, server.url(`/${route}/${big[i % big.length].name}?mem=${i}`), 2400, 1600)));
-      const tight = JSON.parse((await runPcb(['download', input, '--out', path.join(dir, `a-${route.replace('/', '-')}`), '--allow-private-network', '--threads', '2', '--concurrency', '8',
-        '--memory-budget', String(budget), '--quiet', '--json', '--resolution', '256'])).stdout);
+      await writeParquet(
+        input,
+        Array.from({ length: 16 }, (_, i) => datasetRow(i, server.url(`/${route}/${big[i % big.length].name}?mem=${i}`), 2400, 1600)),
+      );
+      const tight = JSON.parse(
+        (
+          await runPcb([
+            'download',
+            input,
+            '--out',
+            path.join(dir, `a-${route.replace('/', '-')}`),
+            '--allow-private-network',
+            '--threads',
+            '2',
+            '--concurrency',
+            '8',
+            '--memory-budget',
+            String(budget),
+            '--quiet',
+            '--json',
+            '--resolution',
+            '256',
+          ])
+        ).stdout,
+      );
       expect(tight.ok, route).toBe(16);
       expect(tight.memory_held_peak_bytes, route).toBeGreaterThan(0);
       expect(tight.memory_held_peak_bytes, route).toBeLessThanOrEqual(budget + largest + 16 * 1024);
     }
     server.maxConcurrent = 0;
-    const roomy = await runPcb(['download', input, '--out', path.join(dir, 'b'), '--allow-private-network', '--threads', '2', '--concurrency', '8',
-      '--memory-budget', '1G', '--quiet', '--json', '--resolution', '256']);
+    const roomy = await runPcb([
+      'download',
+      input,
+      '--out',
+      path.join(dir, 'b'),
+      '--allow-private-network',
+      '--threads',
+      '2',
+      '--concurrency',
+      '8',
+      '--memory-budget',
+      '1G',
+      '--quiet',
+      '--json',
+      '--resolution',
+      '256',
+    ]);
     expect(JSON.parse(roomy.stdout).ok).toBe(16);
     expect(JSON.parse(roomy.stdout).memory_held_peak_bytes).toBeGreaterThan(budget + largest);
     expect(server.maxConcurrent).toBeGreaterThan(2);
@@ -246,7 +408,10 @@ describe('politeness and deadlines', () => {
   it('warns when more than 20 % of the last 500 rows failed, naming the codes', async () => {
     const dir = tmpDir();
     const input = path.join(dir, 'in.parquet');
-    await writeParquet(input, Array.from({ length: 520 }, (_, i) => datasetRow(i, server.url(`/status/404?n=${i}`), 640, 480)));
+    await writeParquet(
+      input,
+      Array.from({ length: 520 }, (_, i) => datasetRow(i, server.url(`/status/404?n=${i}`), 640, 480)),
+    );
     const r = await runPcb(['download', input, '--out', path.join(dir, 'out'), '--allow-private-network', '--threads', '2']);
     expect(r.code).toBe(0);
     expect(r.stderr).toMatch(/warning: \d+ of the last 500 rows failed \(http_status \d+\)/);

@@ -15,7 +15,12 @@ export function tmpDir(prefix = 'pcb-test-'): string {
   return mkdtempSync(path.join(os.tmpdir(), prefix));
 }
 
-export interface Ran { code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }
+export interface Ran {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
 
 /** Run the real CLI (bin/pcb → dist/) as a user would. */
 export function runPcb(args: string[], opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number; onSpawn?: (pid: number) => void } = {}): Promise<Ran> {
@@ -23,8 +28,12 @@ export function runPcb(args: string[], opts: { env?: NodeJS.ProcessEnv; timeoutM
     const child = spawn(PCB, args, { env: { ...process.env, NO_COLOR: '1', ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
-    child.stdout.on('data', (d) => { stdout += d; });
-    child.stderr.on('data', (d) => { stderr += d; });
+    child.stdout.on('data', (d) => {
+      stdout += d;
+    });
+    child.stderr.on('data', (d) => {
+      stderr += d;
+    });
     const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 110_000);
     child.on('error', reject);
     if (child.pid) opts.onSpawn?.(child.pid);

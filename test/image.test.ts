@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import sharp from 'sharp';
 import { resizeImage } from '../src/resize.js';
 import type { ResizeOptions } from '../src/resize.js';
-import { RowError } from '../src/errors.js';
+import type { RowError } from '../src/errors.js';
 import { pixelBombPng } from '../src/kit/hostile.js';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -11,27 +11,56 @@ import { datasetRow, writeParquet } from '../src/kit/dataset.js';
 import { PNG_DEFAULTS } from '../src/options.js';
 import { runPcb, tmpDir } from './helpers.js';
 
-const opts = (o: Partial<ResizeOptions> = {}): ResizeOptions => ({ mode: 'shortest-side', resolution: 128, format: 'png', quality: 95, pngCompression: 2, pngFilter: false, ...o });
+const opts = (o: Partial<ResizeOptions> = {}): ResizeOptions => ({
+  mode: 'shortest-side',
+  resolution: 128,
+  format: 'png',
+  quality: 95,
+  pngCompression: 2,
+  pngFilter: false,
+  ...o,
+});
 
 function gradient(w: number, h: number, channels: 3 | 4 = 3, alpha = 255): Buffer {
   const buf = Buffer.alloc(w * h * channels);
-  for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) {
-    const i = (y * w + x) * channels;
-    buf[i] = (x * 255) / w; buf[i + 1] = (y * 255) / h; buf[i + 2] = 128;
-    if (channels === 4) buf[i + 3] = alpha;
-  }
+  for (let y = 0; y < h; y++)
+    for (let x = 0; x < w; x++) {
+      const i = (y * w + x) * channels;
+      buf[i] = (x * 255) / w;
+      buf[i + 1] = (y * 255) / h;
+      buf[i + 2] = 128;
+      if (channels === 4) buf[i + 3] = alpha;
+    }
   return buf;
 }
 
-const jpeg = (w: number, h: number) => sharp(gradient(w, h), { raw: { width: w, height: h, channels: 3 } }).jpeg({ quality: 90 }).toBuffer();
+const jpeg = (w: number, h: number) =>
+  sharp(gradient(w, h), { raw: { width: w, height: h, channels: 3 } })
+    .jpeg({ quality: 90 })
+    .toBuffer();
 
 async function outInfo(data: Buffer) {
   const m = await sharp(data).metadata();
-  return { format: m.format, width: m.width, height: m.height, channels: m.channels, depth: m.depth, space: m.space, hasAlpha: m.hasAlpha, exif: Boolean(m.exif), icc: Boolean(m.icc) };
+  return {
+    format: m.format,
+    width: m.width,
+    height: m.height,
+    channels: m.channels,
+    depth: m.depth,
+    space: m.space,
+    hasAlpha: m.hasAlpha,
+    exif: Boolean(m.exif),
+    icc: Boolean(m.icc),
+  };
 }
 
 async function code(p: Promise<unknown>): Promise<string> {
-  try { await p; return 'ok'; } catch (e) { return (e as RowError).code ?? String(e); }
+  try {
+    await p;
+    return 'ok';
+  } catch (e) {
+    return (e as RowError).code ?? String(e);
+  }
 }
 
 describe('resizeImage', () => {
@@ -42,7 +71,10 @@ describe('resizeImage', () => {
   });
 
   it('applies EXIF orientation', async () => {
-    const src = await sharp(gradient(400, 200), { raw: { width: 400, height: 200, channels: 3 } }).jpeg().withMetadata({ orientation: 6 }).toBuffer();
+    const src = await sharp(gradient(400, 200), { raw: { width: 400, height: 200, channels: 3 } })
+      .jpeg()
+      .withMetadata({ orientation: 6 })
+      .toBuffer();
     const r = await resizeImage(src, opts({ mode: 'none', format: 'jpeg' }));
     expect(r.passthrough).toBe(false);
     expect([r.width, r.height]).toEqual([200, 400]);
@@ -50,7 +82,9 @@ describe('resizeImage', () => {
   });
 
   it('flattens alpha onto white', async () => {
-    const src = await sharp(gradient(256, 256, 4, 0), { raw: { width: 256, height: 256, channels: 4 } }).png().toBuffer();
+    const src = await sharp(gradient(256, 256, 4, 0), { raw: { width: 256, height: 256, channels: 4 } })
+      .png()
+      .toBuffer();
     const r = await resizeImage(src, opts({ format: 'png' }));
     const { data, info } = await sharp(r.data).raw().toBuffer({ resolveWithObject: true });
     expect(info.channels).toBe(3);
@@ -70,14 +104,19 @@ describe('resizeImage', () => {
     for (const [name, src] of Object.entries(inputs)) {
       for (const format of ['png', 'jpeg', 'webp'] as const) {
         const r = await resizeImage(src, opts({ format }));
-        expect({ name, format, ...(await outInfo(r.data)) }).toMatchObject({ name, format, channels: 3, depth: 'uchar', space: 'srgb', hasAlpha: false });
+        expect(await outInfo(r.data), `${name} → ${format}`).toMatchObject({ format, channels: 3, depth: 'uchar', space: 'srgb', hasAlpha: false });
       }
     }
   });
 
   it('takes the first frame of an animation', async () => {
-    const frame = (v: number) => sharp({ create: { width: 200, height: 150, channels: 3, background: { r: v, g: v, b: v } } }).png().toBuffer();
-    const anim = await sharp([await frame(10), await frame(240)], { join: { animated: true } }).webp().toBuffer();
+    const frame = (v: number) =>
+      sharp({ create: { width: 200, height: 150, channels: 3, background: { r: v, g: v, b: v } } })
+        .png()
+        .toBuffer();
+    const anim = await sharp([await frame(10), await frame(240)], { join: { animated: true } })
+      .webp()
+      .toBuffer();
     expect((await sharp(anim).metadata()).pages).toBe(2);
     const r = await resizeImage(anim, opts({ mode: 'none', format: 'png' }));
     expect([r.width, r.height]).toEqual([200, 150]);
@@ -90,11 +129,15 @@ describe('resizeImage', () => {
     const r = await resizeImage(src, opts({ mode: 'none', format: 'jpeg' }));
     expect(r.passthrough).toBe(true);
     expect(Buffer.compare(r.data, src)).toBe(0);
-    const palette = await sharp(gradient(300, 200), { raw: { width: 300, height: 200, channels: 3 } }).png({ palette: true }).toBuffer();
+    const palette = await sharp(gradient(300, 200), { raw: { width: 300, height: 200, channels: 3 } })
+      .png({ palette: true })
+      .toBuffer();
     const fromPalette = await resizeImage(palette, opts({ mode: 'none', format: 'png' }));
     expect(fromPalette.passthrough).toBe(false);
     expect((await sharp(fromPalette.data).metadata()).isPalette).toBeFalsy();
-    const rgbPng = await sharp(gradient(300, 200), { raw: { width: 300, height: 200, channels: 3 } }).png().toBuffer();
+    const rgbPng = await sharp(gradient(300, 200), { raw: { width: 300, height: 200, channels: 3 } })
+      .png()
+      .toBuffer();
     expect(Buffer.compare((await resizeImage(rgbPng, opts({ mode: 'none', format: 'png' }))).data, rgbPng)).toBe(0);
     const png = await resizeImage(src, opts({ mode: 'none', format: 'png' }));
     expect(png.passthrough).toBe(false);
@@ -120,7 +163,9 @@ describe('resizeImage', () => {
 
 describe('PNG settings', () => {
   it('--png-filter makes smooth images smaller; the pixels are the same', async () => {
-    const src = await sharp(gradient(800, 600), { raw: { width: 800, height: 600, channels: 3 } }).jpeg({ quality: 95 }).toBuffer();
+    const src = await sharp(gradient(800, 600), { raw: { width: 800, height: 600, channels: 3 } })
+      .jpeg({ quality: 95 })
+      .toBuffer();
     const plain = await resizeImage(src, opts({ mode: 'none', format: 'png' }));
     const filtered = await resizeImage(src, opts({ mode: 'none', format: 'png', pngFilter: true }));
     expect(filtered.data.length).toBeLessThan(plain.data.length);
@@ -132,7 +177,9 @@ describe('PNG settings', () => {
 
 describe('the default PNG', () => {
   it('bin/pcb writes it filtered at zlib 6: within 1.05x of that reference encoding, far under an unfiltered one, same pixels', async () => {
-    const src = await sharp(gradient(1200, 800), { raw: { width: 1200, height: 800, channels: 3 } }).jpeg({ quality: 95 }).toBuffer();
+    const src = await sharp(gradient(1200, 800), { raw: { width: 1200, height: 800, channels: 3 } })
+      .jpeg({ quality: 95 })
+      .toBuffer();
     const server = await new KitServer().start();
     try {
       server.put('smooth.jpg', src);

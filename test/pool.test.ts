@@ -11,7 +11,11 @@ const task = (row: number, url = 'ok'): RowTask => ({ row, id: String(row), url,
 
 function config(threads: number, concurrency: number, maxHostConnections = 64): WorkerConfig {
   return {
-    out: '/nonexistent', tmpDir: '/nonexistent', cdnResize: 'none', cdnHosts: [], concurrency,
+    out: '/nonexistent',
+    tmpDir: '/nonexistent',
+    cdnResize: 'none',
+    cdnHosts: [],
+    concurrency,
     resize: { mode: 'shortest-side', resolution: 1024, format: 'png', quality: 95, pngCompression: 6, pngFilter: true },
     policy: { timeoutMs: 1000, maxBytes: 1, retries: 0, backoffMs: 0, userAgent: 'x', allowPrivateNetwork: false, ignoreOptOut: false },
     limits: { buffer: createSharedBuffer(threads), maxRps: null, maxHostConnections, memoryBudgetBytes: 2 ** 30 },
@@ -23,7 +27,13 @@ describe('RowPool', () => {
     const c = config(1, 4, 4);
     const results: RowResult[] = [];
     const crashed: RowTask[] = [];
-    const pool = new RowPool(c, 1, (r) => results.push(r), (t) => crashed.push(t), fixture('crash-worker.mjs'));
+    const pool = new RowPool(
+      c,
+      1,
+      (r) => results.push(r),
+      (t) => crashed.push(t),
+      fixture('crash-worker.mjs'),
+    );
     try {
       for (let i = 0; i < 4; i++) await pool.submit(task(i, 'crash'));
       // Four rows hold all four connections to the host when their worker dies (twice: each row gets one more try).
@@ -41,7 +51,13 @@ describe('RowPool', () => {
 
   it('dispatch costs the same per row at capacity 32 and 4,096 (a hang or a cost growing with capacity fails)', async () => {
     const perRow = async (concurrency: number): Promise<number> => {
-      const pool = new RowPool(config(1, concurrency), 1, () => undefined, () => undefined, fixture('noop-worker.mjs'));
+      const pool = new RowPool(
+        config(1, concurrency),
+        1,
+        () => undefined,
+        () => undefined,
+        fixture('noop-worker.mjs'),
+      );
       try {
         for (let i = 0; i < 2000; i++) await pool.submit(task(i)); // warm up
         await pool.drain();

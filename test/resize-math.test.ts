@@ -47,7 +47,14 @@ describe('targetSize shortest-side (the reference formula)', () => {
 });
 
 describe('targetSize area', () => {
-  for (const [w, h] of [[6000, 4000], [4000, 6000], [6000, 6000], [8000, 2000], [3000, 4500], [7000, 3937]]) {
+  for (const [w, h] of [
+    [6000, 4000],
+    [4000, 6000],
+    [6000, 6000],
+    [8000, 2000],
+    [3000, 4500],
+    [7000, 3937],
+  ]) {
     it(`hits about 1 MP for ${w}x${h}, sides multiples of 64, aspect kept`, () => {
       const t = targetSize('area', w, h, 1.0)!;
       expect(t.width % 64).toBe(0);
@@ -58,7 +65,7 @@ describe('targetSize area', () => {
   }
   it('uses the documented formula', () => {
     const k = Math.sqrt(1e6 / (6000 * 4000));
-    expect(targetSize('area', 6000, 4000, 1.0)).toEqual({ width: roundHalfEven(6000 * k / 64) * 64, height: roundHalfEven(4000 * k / 64) * 64 });
+    expect(targetSize('area', 6000, 4000, 1.0)).toEqual({ width: roundHalfEven((6000 * k) / 64) * 64, height: roundHalfEven((4000 * k) / 64) * 64 });
   });
   it('never upscales small images', () => {
     expect(targetSize('area', 700, 500, 1.0)).toEqual({ width: 640, height: 448 });

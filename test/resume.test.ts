@@ -10,8 +10,12 @@ import type { KitPhoto } from '../src/kit/photos.js';
 
 let server: KitServer;
 let photos: KitPhoto[];
-beforeAll(async () => { ({ server, photos } = await smallKit(8)); });
-afterAll(async () => { await server?.stop(); });
+beforeAll(async () => {
+  ({ server, photos } = await smallKit(8));
+});
+afterAll(async () => {
+  await server?.stop();
+});
 
 const common = ['--allow-private-network', '--resolution', '256', '--backoff', '0.01', '--retries', '1', '--quiet', '--json'];
 const requested = (tag: string) => server.requests.filter((q) => q.path.includes(tag)).map((q) => Number(/[?&]r=(\d+)/.exec(q.path)?.[1]));
@@ -80,10 +84,17 @@ describe('resume', () => {
     const input = path.join(dir, 'in.parquet');
     const tag = `kill${Date.now()}`;
     const n = 80;
-    await writeParquet(input, Array.from({ length: n }, (_, i) => datasetRow(i, server.url(`/delay/150/${photos[i % photos.length].name}?t=${tag}&r=${i}`), 640, 480)));
+    await writeParquet(
+      input,
+      Array.from({ length: n }, (_, i) => datasetRow(i, server.url(`/delay/150/${photos[i % photos.length].name}?t=${tag}&r=${i}`), 640, 480)),
+    );
     const out = path.join(dir, 'out');
     let pid = 0;
-    const run = runPcb(['download', input, '--out', out, '--threads', '2', '--concurrency', '2', ...common], { onSpawn: (p) => { pid = p; } });
+    const run = runPcb(['download', input, '--out', out, '--threads', '2', '--concurrency', '2', ...common], {
+      onSpawn: (p) => {
+        pid = p;
+      },
+    });
     // Kill once some rows are settled and others are in flight.
     for (let i = 0; i < 200; i++) {
       await new Promise((r) => setTimeout(r, 50));
@@ -96,7 +107,9 @@ describe('resume', () => {
     const before = await checkFolder(out);
     expect(before.images.length).toBeGreaterThan(0);
     expect(before.images.length).toBeLessThan(n);
-    const doneBefore = readFileSync(path.join(out, '.pcb', 'log.jsonl'), 'utf8').split('\n').filter((l) => l.includes('"status":"ok"'))
+    const doneBefore = readFileSync(path.join(out, '.pcb', 'log.jsonl'), 'utf8')
+      .split('\n')
+      .filter((l) => l.includes('"status":"ok"'))
       .map((l) => JSON.parse(l).row as number);
 
     // A records temp file of a killed pcb (a pid that no longer runs) is cleared by the next run.
@@ -123,10 +136,17 @@ describe('resume', () => {
     const dir = tmpDir();
     const input = path.join(dir, 'in.parquet');
     const n = 200;
-    await writeParquet(input, Array.from({ length: n }, (_, i) => datasetRow(i, server.url(`/delay/100/${photos[i % photos.length].name}?sig=${i}`), 640, 480)));
+    await writeParquet(
+      input,
+      Array.from({ length: n }, (_, i) => datasetRow(i, server.url(`/delay/100/${photos[i % photos.length].name}?sig=${i}`), 640, 480)),
+    );
     const out = path.join(dir, 'out');
     let pid = 0;
-    const run = runPcb(['download', input, '--out', out, '--threads', '2', '--concurrency', '2', ...common], { onSpawn: (p) => { pid = p; } });
+    const run = runPcb(['download', input, '--out', out, '--threads', '2', '--concurrency', '2', ...common], {
+      onSpawn: (p) => {
+        pid = p;
+      },
+    });
     await new Promise((r) => setTimeout(r, 2500));
     const sent = Date.now();
     process.kill(pid, 'SIGINT');
@@ -145,16 +165,27 @@ describe('resume', () => {
   it('SIGTERM exits 143 after the same clean stop; a second SIGINT leaves at once, still with only whole files', async () => {
     const dir = tmpDir();
     const input = path.join(dir, 'in.parquet');
-    await writeParquet(input, Array.from({ length: 200 }, (_, i) => datasetRow(i, server.url(`/delay/100/${photos[i % photos.length].name}?term=${i}`), 640, 480)));
+    await writeParquet(
+      input,
+      Array.from({ length: 200 }, (_, i) => datasetRow(i, server.url(`/delay/100/${photos[i % photos.length].name}?term=${i}`), 640, 480)),
+    );
     let pid = 0;
-    const term = runPcb(['download', input, '--out', path.join(dir, 'a'), '--threads', '2', '--concurrency', '2', ...common], { onSpawn: (p) => { pid = p; } });
+    const term = runPcb(['download', input, '--out', path.join(dir, 'a'), '--threads', '2', '--concurrency', '2', ...common], {
+      onSpawn: (p) => {
+        pid = p;
+      },
+    });
     await new Promise((r) => setTimeout(r, 2000));
     process.kill(pid, 'SIGTERM');
     const t = await term;
     expect(t.code).toBe(143);
     expect(JSON.parse(t.stdout).interrupted).toBe(true);
 
-    const twice = runPcb(['download', input, '--out', path.join(dir, 'b'), '--threads', '2', '--concurrency', '4', ...common], { onSpawn: (p) => { pid = p; } });
+    const twice = runPcb(['download', input, '--out', path.join(dir, 'b'), '--threads', '2', '--concurrency', '4', ...common], {
+      onSpawn: (p) => {
+        pid = p;
+      },
+    });
     await new Promise((r) => setTimeout(r, 2000));
     const sent = Date.now();
     process.kill(pid, 'SIGINT');

@@ -4,10 +4,15 @@ import { isBlockedAddress, parseRowUrl } from '../src/address.js';
 import { backoffDelay, isOptedOut, parseRetryAfter } from '../src/download.js';
 import { coveringWidth, imgixUrl } from '../src/cdn.js';
 import { parseShard, roundChunkSize, shardFromEnvironment } from '../src/options.js';
-import { RowError } from '../src/errors.js';
+import type { RowError } from '../src/errors.js';
 
 const codeOf = (f: () => unknown) => {
-  try { f(); return 'ok'; } catch (e) { return (e as RowError).code; }
+  try {
+    f();
+    return 'ok';
+  } catch (e) {
+    return (e as RowError).code;
+  }
 };
 
 describe('ids', () => {
@@ -34,11 +39,26 @@ describe('urls and addresses', () => {
   it('classifies urls', () => {
     expect(codeOf(() => parseRowUrl(null))).toBe('missing_url');
     expect(codeOf(() => parseRowUrl(' '))).toBe('missing_url');
-    for (const bad of ['file:///etc/passwd', 'ftp://x/y.jpg', 'data:image/png;base64,AAAA', 'not a url', 'javascript:alert(1)']) expect(codeOf(() => parseRowUrl(bad))).toBe('bad_url');
+    for (const bad of ['file:///etc/passwd', 'ftp://x/y.jpg', 'data:image/png;base64,AAAA', 'not a url', 'javascript:alert(1)'])
+      expect(codeOf(() => parseRowUrl(bad))).toBe('bad_url');
     expect(parseRowUrl('https://images.pexels.com/photos/1/a.jpeg').hostname).toBe('images.pexels.com');
   });
   it('blocks loopback, private, link-local, CGNAT, unspecified', () => {
-    for (const a of ['127.0.0.1', '10.0.0.1', '172.16.5.4', '192.168.1.1', '169.254.169.254', '100.64.0.1', '0.0.0.0', '::1', 'fe80::1', 'fc00::1', '::ffff:127.0.0.1', '::']) expect(isBlockedAddress(a)).toBe(true);
+    for (const a of [
+      '127.0.0.1',
+      '10.0.0.1',
+      '172.16.5.4',
+      '192.168.1.1',
+      '169.254.169.254',
+      '100.64.0.1',
+      '0.0.0.0',
+      '::1',
+      'fe80::1',
+      'fc00::1',
+      '::ffff:127.0.0.1',
+      '::',
+    ])
+      expect(isBlockedAddress(a)).toBe(true);
     for (const a of ['8.8.8.8', '104.18.2.3', '2606:4700::1']) expect(isBlockedAddress(a)).toBe(false);
   });
 });
@@ -85,7 +105,7 @@ describe('imgix renditions', () => {
     // the rounding can ask for a side slightly longer than the exact aspect: the rendition must still cover it
     const odd = coveringWidth(4032, 3024, 'shortest-side', 1024)!;
     expect(odd.width).toBeGreaterThanOrEqual(odd.need.width);
-    expect(odd.width * 3024 / 4032).toBeGreaterThanOrEqual(odd.need.height);
+    expect((odd.width * 3024) / 4032).toBeGreaterThanOrEqual(odd.need.height);
     expect(coveringWidth(640, 448, 'shortest-side', 1024)).toBeNull();
     expect(coveringWidth(null, 600, 'shortest-side', 1024)).toBeNull();
   });
@@ -98,7 +118,10 @@ describe('shards and chunk sizes', () => {
     expect(() => parseShard('x')).toThrow();
   });
   it('takes the shard from Slurm and Kubernetes', () => {
-    expect(shardFromEnvironment({ SLURM_ARRAY_TASK_ID: '5', SLURM_ARRAY_TASK_MIN: '4', SLURM_ARRAY_TASK_COUNT: '3' }, null)).toMatchObject({ index: 1, count: 3 });
+    expect(shardFromEnvironment({ SLURM_ARRAY_TASK_ID: '5', SLURM_ARRAY_TASK_MIN: '4', SLURM_ARRAY_TASK_COUNT: '3' }, null)).toMatchObject({
+      index: 1,
+      count: 3,
+    });
     expect(shardFromEnvironment({ SLURM_ARRAY_TASK_ID: '2' }, 8)).toMatchObject({ index: 2, count: 8 });
     expect(shardFromEnvironment({ JOB_COMPLETION_INDEX: '3' }, 4)).toMatchObject({ index: 3, count: 4 });
     expect(() => shardFromEnvironment({ JOB_COMPLETION_INDEX: '3' }, null)).toThrow(/--shard-count/);

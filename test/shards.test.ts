@@ -8,8 +8,12 @@ import type { KitPhoto } from '../src/kit/photos.js';
 
 let server: KitServer;
 let photos: KitPhoto[];
-beforeAll(async () => { ({ server, photos } = await smallKit(6)); });
-afterAll(async () => { await server?.stop(); });
+beforeAll(async () => {
+  ({ server, photos } = await smallKit(6));
+});
+afterAll(async () => {
+  await server?.stop();
+});
 
 const common = ['--allow-private-network', '--resolution', '128', '--threads', '1', '--concurrency', '4', '--quiet', '--json'];
 
@@ -19,7 +23,10 @@ describe('shards', () => {
     const input = path.join(dir, 'in.parquet');
     const n = 60;
     const tag = `sh${Date.now()}`;
-    await writeParquet(input, Array.from({ length: n }, (_, i) => datasetRow(i, server.url(`/img/${photos[i % photos.length].name}?t=${tag}&r=${i}`), 640, 480)));
+    await writeParquet(
+      input,
+      Array.from({ length: n }, (_, i) => datasetRow(i, server.url(`/img/${photos[i % photos.length].name}?t=${tag}&r=${i}`), 640, 480)),
+    );
     const out = path.join(dir, 'out');
     const runs = await Promise.all([0, 1, 2, 3].map((i) => runPcb(['download', input, '--out', out, '--shard', `${i}/4`, ...common])));
     for (const r of runs) expect(r.code).toBe(0);
@@ -48,10 +55,14 @@ describe('shards', () => {
   it('takes the shard from Slurm and Kubernetes environments and says so', async () => {
     const dir = tmpDir();
     const input = path.join(dir, 'in.parquet');
-    await writeParquet(input, Array.from({ length: 20 }, (_, i) => datasetRow(i, server.url(`/img/${photos[i % photos.length].name}?env=${i}`), 640, 480)));
+    await writeParquet(
+      input,
+      Array.from({ length: 20 }, (_, i) => datasetRow(i, server.url(`/img/${photos[i % photos.length].name}?env=${i}`), 640, 480)),
+    );
     const explicit = JSON.parse((await runPcb(['download', input, '--out', path.join(dir, 'a'), '--shard', '1/3', ...common])).stdout);
-    const slurm = await runPcb(['download', input, '--out', path.join(dir, 'b'), '--allow-private-network', '--resolution', '128', '--threads', '1'],
-      { env: { SLURM_ARRAY_TASK_ID: '11', SLURM_ARRAY_TASK_MIN: '10', SLURM_ARRAY_TASK_COUNT: '3' } });
+    const slurm = await runPcb(['download', input, '--out', path.join(dir, 'b'), '--allow-private-network', '--resolution', '128', '--threads', '1'], {
+      env: { SLURM_ARRAY_TASK_ID: '11', SLURM_ARRAY_TASK_MIN: '10', SLURM_ARRAY_TASK_COUNT: '3' },
+    });
     expect(slurm.stderr).toMatch(/shard 1\/3 \(Slurm array task 11/);
     const k8s = await runPcb(['download', input, '--out', path.join(dir, 'c'), '--shard-count', '3', ...common], { env: { JOB_COMPLETION_INDEX: '1' } });
     const k8sSummary = JSON.parse(k8s.stdout);

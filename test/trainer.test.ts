@@ -10,7 +10,13 @@ import type { KitPhoto } from '../src/kit/photos.js';
 
 let server: KitServer;
 let photos: KitPhoto[];
-const SIZES: [number, number][] = [[1600, 1200], [1200, 1600], [1500, 1500], [2400, 800], [900, 1350]];
+const SIZES: [number, number][] = [
+  [1600, 1200],
+  [1200, 1600],
+  [1500, 1500],
+  [2400, 800],
+  [900, 1350],
+];
 beforeAll(async () => {
   ({ server, photos } = await smallKit(0));
   for (const s of SIZES) {
@@ -19,11 +25,16 @@ beforeAll(async () => {
     server.put(p.name, p.data);
   }
 });
-afterAll(async () => { await server?.stop(); });
+afterAll(async () => {
+  await server?.stop();
+});
 
 async function input(dir: string, pathFor: (p: KitPhoto) => string): Promise<string> {
   const file = path.join(dir, 'in.parquet');
-  await writeParquet(file, photos.map((p, i) => datasetRow(i, server.url(pathFor(p)), p.width, p.height)));
+  await writeParquet(
+    file,
+    photos.map((p, i) => datasetRow(i, server.url(pathFor(p)), p.width, p.height)),
+  );
   return file;
 }
 
@@ -31,8 +42,19 @@ describe('fit the trainer', () => {
   it('--resize area: sides multiples of 64, area near the target, aspect kept; metadata carries true sizes; config matches', async () => {
     const dir = tmpDir();
     const out = path.join(dir, 'train');
-    const r = await runPcb(['download', await input(dir, (p) => `/img/${p.name}`), '--out', out, '--resize', 'area', '--resolution', '1.0',
-      '--allow-private-network', '--quiet', '--json']);
+    const r = await runPcb([
+      'download',
+      await input(dir, (p) => `/img/${p.name}`),
+      '--out',
+      out,
+      '--resize',
+      'area',
+      '--resolution',
+      '1.0',
+      '--allow-private-network',
+      '--quiet',
+      '--json',
+    ]);
     expect(JSON.parse(r.stdout).ok).toBe(SIZES.length);
     const metadata = await readParquet(path.join(out, 'metadata.parquet'), 'file_name');
     expect(metadata.length).toBe(SIZES.length);
@@ -46,15 +68,31 @@ describe('fit the trainer', () => {
       expect(Math.abs(w * h - 1e6) / 1e6).toBeLessThan(0.1);
       const aspect = (m.original_width as number) / (m.original_height as number);
       expect(Math.abs(w / h - aspect) / aspect).toBeLessThan(0.05);
-      for (const col of ['id', 'url', 'title', 'tags', 'cogvlm_caption', 'aspect_ratio', 'class_label', 'type', 'slug', 'description', 'alt']) expect(m).toHaveProperty(col);
+      for (const col of ['id', 'url', 'title', 'tags', 'cogvlm_caption', 'aspect_ratio', 'class_label', 'type', 'slug', 'description', 'alt'])
+        expect(m).toHaveProperty(col);
     }
     const cfg = await runPcb(['config', '--out', out]);
     expect(cfg.code).toBe(0);
     const entry = JSON.parse(cfg.stdout);
     expect(entry).toMatchObject({
-      id: 'train', type: 'local', instance_data_dir: out, crop: true, crop_aspect: 'preserve', crop_style: 'center',
-      resolution: 1, resolution_type: 'area', caption_strategy: 'parquet', metadata_backend: 'parquet',
-      parquet: { path: path.join(out, 'metadata.parquet'), caption_column: 'caption', filename_column: 'file_name', identifier_includes_extension: true, width_column: 'width', height_column: 'height' },
+      id: 'train',
+      type: 'local',
+      instance_data_dir: out,
+      crop: true,
+      crop_aspect: 'preserve',
+      crop_style: 'center',
+      resolution: 1,
+      resolution_type: 'area',
+      caption_strategy: 'parquet',
+      metadata_backend: 'parquet',
+      parquet: {
+        path: path.join(out, 'metadata.parquet'),
+        caption_column: 'caption',
+        filename_column: 'file_name',
+        identifier_includes_extension: true,
+        width_column: 'width',
+        height_column: 'height',
+      },
     });
     for (const k of ['minimum_image_size', 'maximum_image_size', 'target_downsample_size', 'cache_dir_vae']) expect(entry).toHaveProperty(k);
     expect(path.isAbsolute(entry.cache_dir_vae)).toBe(true);
@@ -68,7 +106,18 @@ describe('fit the trainer', () => {
   it('--resize none with the source format keeps the bytes exactly', async () => {
     const dir = tmpDir();
     const out = path.join(dir, 'out');
-    await runPcb(['download', await input(dir, (p) => `/img/${p.name}`), '--out', out, '--resize', 'none', '--format', 'jpeg', '--allow-private-network', '--quiet']);
+    await runPcb([
+      'download',
+      await input(dir, (p) => `/img/${p.name}`),
+      '--out',
+      out,
+      '--resize',
+      'none',
+      '--format',
+      'jpeg',
+      '--allow-private-network',
+      '--quiet',
+    ]);
     const metadata = await readParquet(path.join(out, 'metadata.parquet'), 'file_name');
     expect(metadata.length).toBe(SIZES.length);
     for (const m of metadata) {
@@ -83,9 +132,13 @@ describe('fit the trainer', () => {
     const plain = path.join(dir, 'plain');
     const small = path.join(dir, 'small');
     const common = ['--resolution', '256', '--allow-private-network', '--quiet', '--json'];
-    const base = JSON.parse((await runPcb(['download', await input(dir, (p) => `/imgix/${p.name}?auto=compress&cs=tinysrgb`), '--out', plain, ...common])).stdout);
+    const base = JSON.parse(
+      (await runPcb(['download', await input(dir, (p) => `/imgix/${p.name}?auto=compress&cs=tinysrgb`), '--out', plain, ...common])).stdout,
+    );
     const before = server.requests.length;
-    const viaCdn = JSON.parse((await runPcb(['download', path.join(dir, 'in.parquet'), '--out', small, '--cdn-resize', 'imgix', '--cdn-resize-host', '127.0.0.1', ...common])).stdout);
+    const viaCdn = JSON.parse(
+      (await runPcb(['download', path.join(dir, 'in.parquet'), '--out', small, '--cdn-resize', 'imgix', '--cdn-resize-host', '127.0.0.1', ...common])).stdout,
+    );
     expect(viaCdn.ok).toBe(SIZES.length);
     expect(viaCdn.bytes_downloaded).toBeLessThan(base.bytes_downloaded / 4);
     const asked = server.requests.slice(before).map((q) => new URL(q.path, 'http://x'));
@@ -103,7 +156,21 @@ describe('fit the trainer', () => {
 
     const fb = path.join(dir, 'fallback');
     const before2 = server.requests.length;
-    const fellBack = JSON.parse((await runPcb(['download', await input(dir, (p) => `/imgix-small/${p.name}`), '--out', fb, '--cdn-resize', 'imgix', '--cdn-resize-host', '127.0.0.1', ...common])).stdout);
+    const fellBack = JSON.parse(
+      (
+        await runPcb([
+          'download',
+          await input(dir, (p) => `/imgix-small/${p.name}`),
+          '--out',
+          fb,
+          '--cdn-resize',
+          'imgix',
+          '--cdn-resize-host',
+          '127.0.0.1',
+          ...common,
+        ])
+      ).stdout,
+    );
     expect(fellBack.rendition_fallbacks).toBe(SIZES.length);
     const m = await readParquet(path.join(fb, 'manifest.parquet'));
     expect(m.map((x) => x.source)).toEqual(m.map(() => 'original'));
@@ -138,11 +205,15 @@ describe('fit the trainer', () => {
   it('joins a list-typed fallback column with ", " when the caption is missing', async () => {
     const dir = tmpDir();
     const file = path.join(dir, 'lists.parquet');
-    await writeParquet(file, [
-      { id: 1, url: server.url(`/img/${photos[0].name}`), cogvlm_caption: null, tags: ['red', 'car', 'street'] },
-      { id: 2, url: server.url(`/img/${photos[1].name}`), cogvlm_caption: '', tags: [] },
-      { id: 3, url: server.url(`/img/${photos[2].name}`), cogvlm_caption: 'a caption', tags: ['x'] },
-    ], { id: 'BIGINT', url: 'VARCHAR', cogvlm_caption: 'VARCHAR', tags: 'VARCHAR[]' });
+    await writeParquet(
+      file,
+      [
+        { id: 1, url: server.url(`/img/${photos[0].name}`), cogvlm_caption: null, tags: ['red', 'car', 'street'] },
+        { id: 2, url: server.url(`/img/${photos[1].name}`), cogvlm_caption: '', tags: [] },
+        { id: 3, url: server.url(`/img/${photos[2].name}`), cogvlm_caption: 'a caption', tags: ['x'] },
+      ],
+      { id: 'BIGINT', url: 'VARCHAR', cogvlm_caption: 'VARCHAR', tags: 'VARCHAR[]' },
+    );
     const out = path.join(dir, 'out');
     const r = await runPcb(['download', file, '--out', out, '--allow-private-network', '--resolution', '128', '--quiet', '--json']);
     expect(JSON.parse(r.stdout).ok).toBe(3);

@@ -15,15 +15,31 @@ import type { RowResult } from '../src/result.js';
 
 let server: KitServer;
 let photos: KitPhoto[];
-beforeAll(async () => { ({ server, photos } = await smallKit(6)); });
-afterAll(async () => { await server?.stop(); });
+beforeAll(async () => {
+  ({ server, photos } = await smallKit(6));
+});
+afterAll(async () => {
+  await server?.stop();
+});
 const dirs: string[] = [];
-afterAll(() => { for (const d of dirs) rmSync(d, { recursive: true, force: true }); });
-function workDir(): string { const d = tmpDir(); dirs.push(d); return d; }
+afterAll(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+function workDir(): string {
+  const d = tmpDir();
+  dirs.push(d);
+  return d;
+}
 
 async function inputOf(dir: string, urlPath: (p: KitPhoto, i: number) => string = (p) => `/img/${p.name}`, n = photos.length): Promise<string> {
   const file = path.join(dir, 'in.parquet');
-  await writeParquet(file, Array.from({ length: n }, (_, i) => { const p = photos[i % photos.length]; return datasetRow(i, server.url(urlPath(p, i)), p.width, p.height); }));
+  await writeParquet(
+    file,
+    Array.from({ length: n }, (_, i) => {
+      const p = photos[i % photos.length];
+      return datasetRow(i, server.url(urlPath(p, i)), p.width, p.height);
+    }),
+  );
   return file;
 }
 const common = ['--allow-private-network', '--quiet', '--json', '--threads', '2'];
@@ -43,14 +59,22 @@ describe('a folder is made one way', () => {
     expect(server.requests.length).toBe(requests);
     expect(readFileSync(path.join(out, '.pcb', 'run.json'), 'utf8')).toBe(record);
     // Settings that do not shape the files may change freely: the rerun resumes.
-    const same = JSON.parse((await runPcb(['download', input, '--out', out, '--format', 'jpeg', '--resolution', '256', '--concurrency', '3', '--timeout', '9', ...common])).stdout);
+    const same = JSON.parse(
+      (await runPcb(['download', input, '--out', out, '--format', 'jpeg', '--resolution', '256', '--concurrency', '3', '--timeout', '9', ...common])).stdout,
+    );
     expect([same.skipped, same.processed]).toEqual([photos.length, 0]);
     const redo = JSON.parse((await runPcb(['download', input, '--out', out, '--format', 'png', '--resolution', '256', '--overwrite', ...common])).stdout);
     expect(redo.ok).toBe(photos.length);
     const files = readdirSync(out);
     expect(files.filter((f) => f.endsWith('.jpg'))).toEqual([]);
     expect(files.filter((f) => f.endsWith('.png'))).toHaveLength(photos.length);
-    expect(JSON.parse(readFileSync(path.join(out, '.pcb', 'run.json'), 'utf8'))).toMatchObject({ format: 'png', resolution: 256, pngCompression: 6, pngFilter: true, quality: null });
+    expect(JSON.parse(readFileSync(path.join(out, '.pcb', 'run.json'), 'utf8'))).toMatchObject({
+      format: 'png',
+      resolution: 256,
+      pngCompression: 6,
+      pngFilter: true,
+      quality: null,
+    });
   });
 });
 
@@ -85,7 +109,11 @@ describe('one writer per folder', () => {
     const input = await inputOf(dir);
     const out = path.join(dir, 'out');
     const lockFile = path.join(out, '.pcb', 'lock');
-    const plant = (holder: object) => { rmSync(out, { recursive: true, force: true }); require0(out); writeFileSync(lockFile, JSON.stringify(holder)); };
+    const plant = (holder: object) => {
+      rmSync(out, { recursive: true, force: true });
+      require0(out);
+      writeFileSync(lockFile, JSON.stringify(holder));
+    };
     const now = Date.now();
     plant({ host: os.hostname(), pid: 999_999, started: now, refreshed: now, token: 'dead' });
     const dead = await runPcb(['download', input, '--out', out, '--allow-private-network', '--json']);
@@ -110,8 +138,23 @@ function require0(out: string): void {
 
 describe('the log survives a torn line', () => {
   const result = (row: number): RowResult => ({
-    row, id: String(row), url: `http://x/${row}é`, status: 'ok', error: null, message: null, http_status: 200, attempts: 1, bytes: 10,
-    src_width: 100, src_height: 100, width: 64, height: 64, path: `${row}.png`, caption_source: 'primary', ms: 1, source: null,
+    row,
+    id: String(row),
+    url: `http://x/${row}é`,
+    status: 'ok',
+    error: null,
+    message: null,
+    http_status: 200,
+    attempts: 1,
+    bytes: 10,
+    src_width: 100,
+    src_height: 100,
+    width: 64,
+    height: 64,
+    path: `${row}.png`,
+    caption_source: 'primary',
+    ms: 1,
+    source: null,
   });
 
   it('at every byte offset of its last two lines, the next run appends whole lines and loses only the torn one', async () => {
@@ -121,7 +164,11 @@ describe('the log survives a torn line', () => {
     for (const r of [0, 1, 2]) log.append(result(r));
     log.close();
     const text = readFileSync(base);
-    const lines = text.toString('utf8').split('\n').filter(Boolean).map((l) => Buffer.byteLength(l) + 1);
+    const lines = text
+      .toString('utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => Buffer.byteLength(l) + 1);
     const startOfLast2 = lines[0];
     const db = await DuckDBInstance.create(':memory:');
     const conn = await db.connect();
@@ -133,9 +180,12 @@ describe('the log survives a torn line', () => {
       next.append(result(9));
       next.close();
       const rows = (await conn.runAndReadAll(`SELECT row FROM (${latestSql([file])}) ORDER BY row`)).getRowObjectsJS().map((r) => Number(r.row));
-      const whole = [0, 1, 2].filter((_, i) => lines.slice(0, i + 1).reduce((a, b) => a + b, 0) <= cut
-        // a line cut just before its newline is still whole JSON
-        || lines.slice(0, i + 1).reduce((a, b) => a + b, 0) - 1 === cut);
+      const whole = [0, 1, 2].filter(
+        (_, i) =>
+          lines.slice(0, i + 1).reduce((a, b) => a + b, 0) <= cut ||
+          // a line cut just before its newline is still whole JSON
+          lines.slice(0, i + 1).reduce((a, b) => a + b, 0) - 1 === cut,
+      );
       expect(rows, `cut at byte ${cut}`).toEqual([...whole, 9]);
     }
     conn.closeSync();
@@ -176,23 +226,39 @@ describe('counters and errors that tell the truth', () => {
   it('attempts counts requests sent: 0 for rows refused before any request', async () => {
     const dir = workDir();
     const input = path.join(dir, 'in.parquet');
-    await writeParquet(input, [
-      datasetRow(0, server.url(`/img/${photos[0].name}`), 640, 480),
-      datasetRow(1, 'not a url', 640, 480),
-      datasetRow(2, null as unknown as string, 640, 480),
-      datasetRow(3, server.url(`/img/${photos[0].name}`), 640, 480, { id: '../x' }),
-      datasetRow(4, server.url('/status/404'), 640, 480),
-    ], { ...DATASET_COLUMNS, id: 'VARCHAR' });
+    await writeParquet(
+      input,
+      [
+        datasetRow(0, server.url(`/img/${photos[0].name}`), 640, 480),
+        datasetRow(1, 'not a url', 640, 480),
+        datasetRow(2, null as unknown as string, 640, 480),
+        datasetRow(3, server.url(`/img/${photos[0].name}`), 640, 480, { id: '../x' }),
+        datasetRow(4, server.url('/status/404'), 640, 480),
+      ],
+      { ...DATASET_COLUMNS, id: 'VARCHAR' },
+    );
     const out = path.join(dir, 'out');
     // Without --allow-private-network the loopback rows are refused before a request.
     await runPcb(['download', input, '--out', out, '--quiet']);
     const m = await readParquet(path.join(out, 'manifest.parquet'));
-    expect(m.map((r) => [r.error, r.attempts])).toEqual([['blocked_address', 0], ['bad_url', 0], ['missing_url', 0], ['bad_id', 0], ['blocked_address', 0]]);
+    expect(m.map((r) => [r.error, r.attempts])).toEqual([
+      ['blocked_address', 0],
+      ['bad_url', 0],
+      ['missing_url', 0],
+      ['bad_id', 0],
+      ['blocked_address', 0],
+    ]);
     expect(m.every((r) => typeof r.message === 'string' && (r.message as string).length > 0)).toBe(true);
     const allowed = path.join(dir, 'allowed');
     await runPcb(['download', input, '--out', allowed, '--allow-private-network', '--quiet', '--retries', '0']);
     const a = await readParquet(path.join(allowed, 'manifest.parquet'));
-    expect(a.map((r) => [r.status, r.attempts])).toEqual([['ok', 1], ['failed', 0], ['failed', 0], ['failed', 0], ['failed', 1]]);
+    expect(a.map((r) => [r.status, r.attempts])).toEqual([
+      ['ok', 1],
+      ['failed', 0],
+      ['failed', 0],
+      ['failed', 0],
+      ['failed', 1],
+    ]);
   });
 
   it('a --where DuckDB rejects only when it runs: exit 2 and one line', async () => {
@@ -213,17 +279,37 @@ describe('pcb config fits SimpleTuner as its code reads it', () => {
    * `meets_resolution_requirements` (pixel: both sides ≥ minimum; area: w·h ≥ minimum·10⁶, and with crop and a
    * square crop_aspect both sides ≥ floor(sqrt(minimum·10⁶))); a null or empty caption is a missing caption.
    */
-  async function trainerKeeps(entry: Record<string, any>): Promise<{ kept: string[]; missing: string[]; small: string[]; uncaptioned: string[] }> {
+  interface Entry {
+    instance_data_dir: string;
+    resolution_type: string;
+    minimum_image_size: number;
+    crop?: boolean;
+    crop_aspect?: string;
+    parquet: {
+      path: string;
+      filename_column: string;
+      identifier_includes_extension?: boolean;
+      caption_column: string;
+      width_column: string;
+      height_column: string;
+    };
+  }
+  async function trainerKeeps(entry: Entry): Promise<{ kept: string[]; missing: string[]; small: string[]; uncaptioned: string[] }> {
     const pq = entry.parquet;
     const table = await query(`SELECT * FROM read_parquet('${pq.path}')`);
     // pandas keeps the column's type: an int64 index never matches a string key.
-    const index = new Map(table.map((r) => [typeof r[pq.filename_column] === 'string' ? r[pq.filename_column] as string : `int:${r[pq.filename_column]}`, r]));
+    const index = new Map(
+      table.map((r) => [typeof r[pq.filename_column] === 'string' ? (r[pq.filename_column] as string) : `int:${r[pq.filename_column]}`, r]),
+    );
     const files = readdirSync(entry.instance_data_dir).filter((f) => /\.(png|jpe?g|webp)$/i.test(f));
     const res: { kept: string[]; missing: string[]; small: string[]; uncaptioned: string[] } = { kept: [], missing: [], small: [], uncaptioned: [] };
     for (const f of files) {
       const key = pq.identifier_includes_extension ? f : f.replace(/\.[^.]+$/, '');
       const row = index.get(key);
-      if (!row) { res.missing.push(f); continue; }
+      if (!row) {
+        res.missing.push(f);
+        continue;
+      }
       const [w, h] = [Number(row[pq.width_column]), Number(row[pq.height_column])];
       const min = entry.minimum_image_size;
       let ok: boolean;
@@ -233,9 +319,15 @@ describe('pcb config fits SimpleTuner as its code reads it', () => {
         const edge = Math.floor(Math.sqrt(px));
         ok = px <= w * h && !(entry.crop && (entry.crop_aspect ?? 'square') === 'square' && (edge > w || edge > h));
       }
-      if (!ok) { res.small.push(f); continue; }
+      if (!ok) {
+        res.small.push(f);
+        continue;
+      }
       const caption = row[pq.caption_column];
-      if (caption === null || caption === undefined || String(caption).trim() === '') { res.uncaptioned.push(f); continue; }
+      if (caption === null || caption === undefined || String(caption).trim() === '') {
+        res.uncaptioned.push(f);
+        continue;
+      }
       const meta = await sharp(path.join(entry.instance_data_dir, f)).metadata();
       expect([meta.width, meta.height], f).toEqual([w, h]);
       expect(String(caption), f).toBe(readFileSync(path.join(entry.instance_data_dir, f.replace(/\.[^.]+$/, '.txt')), 'utf8'));
@@ -245,7 +337,14 @@ describe('pcb config fits SimpleTuner as its code reads it', () => {
   }
 
   it('finds every written image with its true size and caption, and keeps every one pcb resized to the target', async () => {
-    const sizes: [number, number][] = [[1600, 1200], [1200, 1600], [2400, 800], [900, 1350], [1500, 1500], [700, 500]];
+    const sizes: [number, number][] = [
+      [1600, 1200],
+      [1200, 1600],
+      [2400, 800],
+      [900, 1350],
+      [1500, 1500],
+      [700, 500],
+    ];
     const set: KitPhoto[] = [];
     for (const s of sizes) set.push((await photoSet(1, s, 85))[0]);
     for (const p of set) server.put(p.name, p.data);
@@ -256,10 +355,22 @@ describe('pcb config fits SimpleTuner as its code reads it', () => {
       ['text', { ...DATASET_COLUMNS, id: 'VARCHAR' }, (i) => `photo-${i}.v2`],
     ];
     for (const [kind, columns, id] of kinds) {
-      for (const [mode, resolution] of [['shortest-side', '512'], ['area', '0.5']]) {
+      for (const [mode, resolution] of [
+        ['shortest-side', '512'],
+        ['area', '0.5'],
+      ]) {
         const input = path.join(dir, `${kind}.parquet`);
-        await writeParquet(input, set.map((p, i) => datasetRow(i, server.url(`/img/${p.name}`), p.width, p.height,
-          { id: id(i), cogvlm_caption: i === 3 ? '' : `caption ${i}`, tags: i === 3 ? 'fallback, tags' : 'x' })), columns);
+        await writeParquet(
+          input,
+          set.map((p, i) =>
+            datasetRow(i, server.url(`/img/${p.name}`), p.width, p.height, {
+              id: id(i),
+              cogvlm_caption: i === 3 ? '' : `caption ${i}`,
+              tags: i === 3 ? 'fallback, tags' : 'x',
+            }),
+          ),
+          columns,
+        );
         const out = path.join(dir, `${kind}-${mode}`);
         const d = await runPcb(['download', input, '--out', out, '--resize', mode, '--resolution', resolution, ...common]);
         expect(JSON.parse(d.stdout).ok).toBe(sizes.length);

@@ -21,7 +21,11 @@ export interface ConfigOptions {
 }
 
 /** The trainer's size rule for an entry (SimpleTuner `meets_resolution_requirements`). */
-export interface SizeRule { resolutionType: 'area' | 'pixel'; minimumImageSize: number; squareCrop: boolean }
+export interface SizeRule {
+  resolutionType: 'area' | 'pixel';
+  minimumImageSize: number;
+  squareCrop: boolean;
+}
 
 /**
  * Does SimpleTuner keep a w×h image under this rule? pixel: both sides ≥ the minimum; area: w·h ≥ the
@@ -42,20 +46,39 @@ function measure(type: 'area' | 'pixel', w: number, h: number): number {
   return type === 'pixel' ? Math.min(w, h) : (w * h) / 1e6;
 }
 
-interface WrittenImage { width: number; height: number; srcWidth: number; srcHeight: number; captionSource: string | null }
+interface WrittenImage {
+  width: number;
+  height: number;
+  srcWidth: number;
+  srcHeight: number;
+  captionSource: string | null;
+}
 
 /** Every ok row of the folder's records: the written size, the source size and where the caption came from. */
 async function writtenImages(out: string): Promise<WrittenImage[]> {
   const logs = allLogPaths(out);
   if (!logs.length) return [];
   const conn = await openDuckDB();
-  const rows = (await conn.runAndReadAll(`SELECT width, height, src_width, src_height, caption_source FROM (${latestSql(logs)})
-    WHERE status = 'ok' AND width IS NOT NULL`)).getRowObjectsJS();
+  const rows = (
+    await conn.runAndReadAll(`SELECT width, height, src_width, src_height, caption_source FROM (${latestSql(logs)})
+    WHERE status = 'ok' AND width IS NOT NULL`)
+  ).getRowObjectsJS();
   conn.closeSync();
-  return rows.map((r) => ({ width: Number(r.width), height: Number(r.height), srcWidth: Number(r.src_width), srcHeight: Number(r.src_height), captionSource: r.caption_source === null ? null : String(r.caption_source) }));
+  return rows.map((r) => ({
+    width: Number(r.width),
+    height: Number(r.height),
+    srcWidth: Number(r.src_width),
+    srcHeight: Number(r.src_height),
+    captionSource: r.caption_source === null ? null : String(r.caption_source),
+  }));
 }
 
-export interface ConfigReport { entry: Record<string, unknown>; written: number; excludedSmall: number; excludedCaption: number }
+export interface ConfigReport {
+  entry: Record<string, unknown>;
+  written: number;
+  excludedSmall: number;
+  excludedCaption: number;
+}
 
 /**
  * The trainer's (SimpleTuner) dataloader entry for a folder pcb wrote. Files are looked up by their file
@@ -65,7 +88,8 @@ export interface ConfigReport { entry: Record<string, unknown>; written: number;
  */
 export async function dataloaderConfig(o: ConfigOptions): Promise<ConfigReport> {
   const out = path.resolve(o.out);
-  if (!existsSync(path.join(out, STATE_DIR))) throw new FatalError(`${o.out} has no pcb records (${STATE_DIR}/ is missing); run pcb download --out ${o.out} first`);
+  if (!existsSync(path.join(out, STATE_DIR)))
+    throw new FatalError(`${o.out} has no pcb records (${STATE_DIR}/ is missing); run pcb download --out ${o.out} first`);
   const run: RunRecord | null = readRunRecord(out);
   if (!run) throw new FatalError(`${o.out} has no run record (${STATE_DIR}/run.json); rerun pcb download --out ${o.out} to write it`);
   if (o.captionStrategy === 'parquet' && !existsSync(path.join(out, 'metadata.parquet'))) {
@@ -74,19 +98,23 @@ export async function dataloaderConfig(o: ConfigOptions): Promise<ConfigReport> 
   const id = o.id ?? path.basename(out);
   const mode = run.resize as ResizeMode;
   const type = o.resolutionType ?? (mode === 'shortest-side' ? 'pixel' : 'area');
-  const resolution = o.resolution ?? (type === 'pixel' ? (mode === 'shortest-side' ? run.resolution : 1024) : (mode === 'area' ? run.resolution : 1.0));
+  const resolution = o.resolution ?? (type === 'pixel' ? (mode === 'shortest-side' ? run.resolution : 1024) : mode === 'area' ? run.resolution : 1.0);
   const scale = (f: number) => (type === 'pixel' ? Math.round(resolution * f) : Math.round(resolution * f * 1000) / 1000);
 
   const images = await writtenImages(out);
   // Images at the target (every one for --resize none) set the minimum; the smallest of them still passes.
   const atTarget = images.filter((im) => mode === 'none' || !isBelowTarget(mode, im.srcWidth, im.srcHeight, run.resolution));
-  const least = atTarget.reduce<number | null>((m, im) => { const v = measure(type, im.width, im.height); return m === null || v < m ? v : m; }, null);
+  const least = atTarget.reduce<number | null>((m, im) => {
+    const v = measure(type, im.width, im.height);
+    return m === null || v < m ? v : m;
+  }, null);
   const minimum = least === null ? scale(1.0) : type === 'pixel' ? least : Math.max(Math.floor(least * 1000) / 1000, 0.001);
   // Aspect-preserving crops: a square crop would also demand both sides ≥ sqrt(minimum), which panoramas miss.
   const rule: SizeRule = { resolutionType: type, minimumImageSize: minimum, squareCrop: false };
   const excludedSmall = images.filter((im) => !trainerKeeps(rule, im.width, im.height)).length;
   // The parquet backend skips an image whose caption is empty; the textfile one would train it uncaptioned.
-  const excludedCaption = o.captionStrategy === 'parquet' ? images.filter((im) => im.captionSource === 'none' && trainerKeeps(rule, im.width, im.height)).length : 0;
+  const excludedCaption =
+    o.captionStrategy === 'parquet' ? images.filter((im) => im.captionSource === 'none' && trainerKeeps(rule, im.width, im.height)).length : 0;
 
   const cacheRoot = path.join(path.dirname(out), 'cache');
   const entry: Record<string, unknown> = {
@@ -118,10 +146,17 @@ export async function dataloaderConfig(o: ConfigOptions): Promise<ConfigReport> 
     // A caption is one caption even when it holds line breaks.
     entry.disable_multiline_split = true;
   }
-  const list = [entry, {
-    id: 'text-embeds', type: 'local', dataset_type: 'text_embeds', default: true,
-    cache_dir: path.resolve(o.cacheDirText ?? path.join(cacheRoot, 'text', id)), write_batch_size: 128,
-  }];
+  const list = [
+    entry,
+    {
+      id: 'text-embeds',
+      type: 'local',
+      dataset_type: 'text_embeds',
+      default: true,
+      cache_dir: path.resolve(o.cacheDirText ?? path.join(cacheRoot, 'text', id)),
+      write_batch_size: 128,
+    },
+  ];
   return { entry: o.full ? { list } : entry, written: images.length, excludedSmall, excludedCaption };
 }
 
@@ -132,8 +167,12 @@ export async function runConfig(o: ConfigOptions): Promise<void> {
   const entry = o.full ? (r.entry.list as Record<string, unknown>[])[0] : r.entry;
   const kept = r.written - r.excludedSmall - r.excludedCaption;
   const why = [
-    ...(r.excludedSmall ? [`${r.excludedSmall} under minimum_image_size ${entry.minimum_image_size} (sources smaller than the target, which pcb does not upscale)`] : []),
+    ...(r.excludedSmall
+      ? [`${r.excludedSmall} under minimum_image_size ${entry.minimum_image_size} (sources smaller than the target, which pcb does not upscale)`]
+      : []),
     ...(r.excludedCaption ? [`${r.excludedCaption} with an empty caption (no caption or fallback in the input)`] : []),
   ];
-  process.stderr.write(`pcb config: the trainer keeps ${kept} of the ${r.written} written images${why.length ? `; it would exclude ${why.join(' and ')}` : ''}\n`);
+  process.stderr.write(
+    `pcb config: the trainer keeps ${kept} of the ${r.written} written images${why.length ? `; it would exclude ${why.join(' and ')}` : ''}\n`,
+  );
 }

@@ -58,21 +58,30 @@ export async function inspectReport(input: string, o: InspectOptions): Promise<R
   const rows = Number(counts.rows);
   const kept = o.where ? Number((await q(`SELECT count(*)::DOUBLE AS n FROM ${scan} WHERE (${o.where})`))[0].n) : rows;
   const report: Record<string, unknown> = {
-    input, columns: source.columns, rows,
+    input,
+    columns: source.columns,
+    rows,
     coverage: {
-      caption_column: cap, caption: counts.caption === null ? null : Number(counts.caption) / Math.max(rows, 1),
-      fallback_column: fb, fallback: counts.fallback === null ? null : Number(counts.fallback) / Math.max(rows, 1),
+      caption_column: cap,
+      caption: counts.caption === null ? null : Number(counts.caption) / Math.max(rows, 1),
+      fallback_column: fb,
+      fallback: counts.fallback === null ? null : Number(counts.fallback) / Math.max(rows, 1),
       any: counts.any_caption === null ? null : Number(counts.any_caption) / Math.max(rows, 1),
       url: counts.with_url === null ? null : Number(counts.with_url) / Math.max(rows, 1),
     },
-    where: o.where, rows_kept: kept,
+    where: o.where,
+    rows_kept: kept,
   };
   if (source.has('width') && source.has('height')) {
     const w = 'TRY_CAST(width AS DOUBLE)';
     const h = 'TRY_CAST(height AS DOUBLE)';
     const filt = `WHERE ${w} > 0 AND ${h} > 0${o.where ? ` AND (${o.where})` : ''}`;
-    const hist = async (expr: string, step: number) => (await q(`SELECT floor(${expr} / ${step}) * ${step} AS lo, count(*)::DOUBLE AS n FROM ${scan} ${filt} GROUP BY 1 ORDER BY 1`))
-      .map((r) => ({ from: Number(r.lo), to: Number(r.lo) + step, rows: Number(r.n) }));
+    const hist = async (expr: string, step: number) =>
+      (await q(`SELECT floor(${expr} / ${step}) * ${step} AS lo, count(*)::DOUBLE AS n FROM ${scan} ${filt} GROUP BY 1 ORDER BY 1`)).map((r) => ({
+        from: Number(r.lo),
+        to: Number(r.lo) + step,
+        rows: Number(r.n),
+      }));
     report.width_histogram = await hist(w, 1000);
     report.height_histogram = await hist(h, 1000);
     report.megapixel_histogram = await hist(`${w} * ${h} / 1e6`, 4);
@@ -80,8 +89,12 @@ export async function inspectReport(input: string, o: InspectOptions): Promise<R
       count(*) FILTER (WHERE ${w} > ${h})::DOUBLE AS landscape, count(*) FILTER (WHERE ${w} < ${h})::DOUBLE AS portrait, count(*) FILTER (WHERE ${w} = ${h})::DOUBLE AS square FROM ${scan} ${filt}`);
     const qs = (ar.q as number[] | null) ?? [];
     report.aspect_ratio = {
-      quantiles: Object.fromEntries(['p1', 'p10', 'p25', 'p50', 'p75', 'p90', 'p99'].map((k, i) => [k, qs[i] === undefined ? null : Math.round(Number(qs[i]) * 1000) / 1000])),
-      landscape: Number(ar.landscape), portrait: Number(ar.portrait), square: Number(ar.square),
+      quantiles: Object.fromEntries(
+        ['p1', 'p10', 'p25', 'p50', 'p75', 'p90', 'p99'].map((k, i) => [k, qs[i] === undefined ? null : Math.round(Number(qs[i]) * 1000) / 1000]),
+      ),
+      landscape: Number(ar.landscape),
+      portrait: Number(ar.portrait),
+      square: Number(ar.square),
     };
     const target = targetPixelsSql(o.resize, o.resolution, w, h);
     const [est] = await q(`SELECT sum(${w} * ${h})::DOUBLE AS src_px, sum(${target})::DOUBLE AS out_px,
@@ -90,8 +103,12 @@ export async function inspectReport(input: string, o: InspectOptions): Promise<R
     const viaCdn = o.cdnResize === 'imgix' && o.resize !== 'none';
     const downloadBytes = viaCdn ? Number(est.out_px) * 1.05 * RENDITION_BYTES_PER_PIXEL : Number(est.src_px) * SOURCE_BYTES_PER_PIXEL;
     report.estimate = {
-      label: 'estimate (bytes per pixel: originals from the dataset card, PNG measured on real photographs, the rest on the bench kit; real sizes vary with content)',
-      resize: o.resize, resolution: o.resolution, format: o.format, cdn_resize: o.cdnResize,
+      label:
+        'estimate (bytes per pixel: originals from the dataset card, PNG measured on real photographs, the rest on the bench kit; real sizes vary with content)',
+      resize: o.resize,
+      resolution: o.resolution,
+      format: o.format,
+      cdn_resize: o.cdnResize,
       download_bytes: Math.round(downloadBytes),
       output_bytes: Math.round(Number(est.out_px) * OUTPUT_BYTES_PER_PIXEL[o.format]),
       too_small_rows: Number(est.too_small),
@@ -123,13 +140,20 @@ export async function runInspect(input: string, o: InspectOptions): Promise<void
     lines.push(`${key.replace('_', ' ')}:`, ...h.map((b) => `  ${`${b.from}-${b.to}`.padStart(13)} ${String(b.rows).padStart(8)} ${bar(b.rows, max)}`));
   }
   const ar = r.aspect_ratio as { quantiles: Record<string, number>; landscape: number; portrait: number; square: number } | undefined;
-  if (ar) lines.push(`aspect ratio (w/h): ${Object.entries(ar.quantiles).map(([k, v]) => `${k} ${v}`).join(' · ')}; landscape ${ar.landscape}, portrait ${ar.portrait}, square ${ar.square}`);
+  if (ar)
+    lines.push(
+      `aspect ratio (w/h): ${Object.entries(ar.quantiles)
+        .map(([k, v]) => `${k} ${v}`)
+        .join(' · ')}; landscape ${ar.landscape}, portrait ${ar.portrait}, square ${ar.square}`,
+    );
   const est = r.estimate as Record<string, number | string> | undefined;
   if (est) {
-    lines.push(`${est.label}`,
+    lines.push(
+      `${est.label}`,
       `  download ≈ ${prettyBytes(Number(est.download_bytes))}${o.cdnResize === 'imgix' ? ' (imgix renditions)' : ' (originals)'}`,
       `  output   ≈ ${prettyBytes(Number(est.output_bytes))} as ${o.format}, --resize ${o.resize} --resolution ${o.resolution}`,
-      `  rows under 64 px on a side (too_small): ${est.too_small_rows}`);
+      `  rows under 64 px on a side (too_small): ${est.too_small_rows}`,
+    );
   } else {
     lines.push('no width/height columns: no histograms or size estimate');
   }

@@ -14,8 +14,16 @@ export async function runMerge(out: string, opts: { input: string | null; json: 
   const input = opts.input ?? run?.input ?? null;
   if (input && !existsSync(input)) throw new FatalError(`input ${input} does not exist; pass --input <parquet>`);
   const dest = recordPaths(out, null, null);
-  const counts = await writeRecords(await openDuckDB(), logs, { input, captionColumn: run?.captionColumn ?? null, fallbackCaptionColumn: run?.fallbackCaptionColumn ?? null }, dest);
+  const counts = await writeRecords(
+    await openDuckDB(),
+    logs,
+    { input, captionColumn: run?.captionColumn ?? null, fallbackCaptionColumn: run?.fallbackCaptionColumn ?? null },
+    dest,
+  );
   const result = { out, logs: logs.length, rows: counts.rows, ok: counts.ok, manifest: dest.manifest, metadata: input ? dest.metadata : null };
   if (opts.json) process.stdout.write(JSON.stringify(result) + '\n');
-  else process.stdout.write(`merged ${logs.length} logs: ${counts.rows} rows (${counts.ok} ok) → ${dest.manifest}${input ? `, ${dest.metadata}` : ' (no input known: metadata.parquet not written; pass --input)'}\n`);
+  else
+    process.stdout.write(
+      `merged ${logs.length} logs: ${counts.rows} rows (${counts.ok} ok) → ${dest.manifest}${input ? `, ${dest.metadata}` : ' (no input known: metadata.parquet not written; pass --input)'}\n`,
+    );
 }

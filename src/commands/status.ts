@@ -28,11 +28,16 @@ export async function statusReport(out: string, inputOverride: string | null): P
   const conn = source?.conn ?? (await openDuckDB());
   const report: StatusReport = { out, input, ok: 0, failed: 0, failed_permanent: {}, failed_transient: {}, selected: null, left: null };
   if (logs.length) {
-    const rows = (await conn.runAndReadAll(`SELECT status, error, ${rerunRetriedSql()} AS transient, count(*)::DOUBLE AS n
-      FROM (${latestSql(logs)}) GROUP BY ALL`)).getRowObjectsJS();
+    const rows = (
+      await conn.runAndReadAll(`SELECT status, error, ${rerunRetriedSql()} AS transient, count(*)::DOUBLE AS n
+      FROM (${latestSql(logs)}) GROUP BY ALL`)
+    ).getRowObjectsJS();
     for (const r of rows) {
       const n = Number(r.n);
-      if (r.status === 'ok') { report.ok += n; continue; }
+      if (r.status === 'ok') {
+        report.ok += n;
+        continue;
+      }
       report.failed += n;
       const bucket = r.transient ? report.failed_transient : report.failed_permanent;
       bucket[String(r.error)] = (bucket[String(r.error)] ?? 0) + n;
@@ -40,8 +45,14 @@ export async function statusReport(out: string, inputOverride: string | null): P
   }
   if (source && run) {
     const plan = {
-      urlColumn: run.urlColumn, idColumn: run.idColumn, captionColumn: run.captionColumn, fallbackColumn: run.fallbackCaptionColumn,
-      where: run.where, shard: null, limit: run.limit, doneTable: logs.length ? await buildDoneTable(conn, out, logs, { retryFailed: false, allowPrivateNetwork: false, ignoreOptOut: false }) : null,
+      urlColumn: run.urlColumn,
+      idColumn: run.idColumn,
+      captionColumn: run.captionColumn,
+      fallbackColumn: run.fallbackCaptionColumn,
+      where: run.where,
+      shard: null,
+      limit: run.limit,
+      doneTable: logs.length ? await buildDoneTable(conn, out, logs, { retryFailed: false, allowPrivateNetwork: false, ignoreOptOut: false }) : null,
     };
     const counts = await countPlan(source, plan);
     report.selected = counts.selected;
@@ -56,7 +67,10 @@ export async function runStatus(out: string, opts: { input: string | null; json:
     process.stdout.write(JSON.stringify(r) + '\n');
     return;
   }
-  const list = (m: Record<string, number>) => Object.entries(m).sort((a, b) => b[1] - a[1]).map(([e, n]) => `    ${e.padEnd(20)} ${n}`);
+  const list = (m: Record<string, number>) =>
+    Object.entries(m)
+      .sort((a, b) => b[1] - a[1])
+      .map(([e, n]) => `    ${e.padEnd(20)} ${n}`);
   const lines = [
     `${out}: ${r.ok} ok, ${r.failed} failed`,
     `  failed for good (skipped by a rerun; --retry-failed retries them): ${Object.values(r.failed_permanent).reduce((a, b) => a + b, 0)}`,

@@ -16,9 +16,20 @@ import { FatalError, RowError } from '../errors.js';
 import { openDuckDB } from '../source.js';
 
 export type Problem = 'missing_image' | 'missing_caption' | 'unreadable' | 'wrong_size' | 'stray';
-export interface Finding { row: number | null; path: string; problem: Problem; detail: string }
+export interface Finding {
+  row: number | null;
+  path: string;
+  problem: Problem;
+  detail: string;
+}
 export interface VerifyReport {
-  out: string; ok_rows: number; images_on_disk: number; problems: Record<Problem, number>; findings: Finding[]; fixed: boolean; seconds: number;
+  out: string;
+  ok_rows: number;
+  images_on_disk: number;
+  problems: Record<Problem, number>;
+  findings: Finding[];
+  fixed: boolean;
+  seconds: number;
 }
 
 const IMAGE_EXT = /\.(png|jpe?g|webp|gif|bmp|tiff?|avif|jxl)$/i;
@@ -53,7 +64,8 @@ async function checkImage(file: string, width: number, height: number, deep: boo
   } catch (err) {
     return { problem: 'unreadable', detail: (err as Error).message.split('\n')[0] };
   }
-  if (meta.width !== width || meta.height !== height) return { problem: 'wrong_size', detail: `${meta.width}x${meta.height} on disk, ${width}x${height} in the records` };
+  if (meta.width !== width || meta.height !== height)
+    return { problem: 'wrong_size', detail: `${meta.width}x${meta.height} on disk, ${width}x${height} in the records` };
   return null;
 }
 
@@ -62,7 +74,9 @@ export async function verifyFolder(out: string, o: { fix: boolean; deep: boolean
   if (!existsSync(path.join(out, STATE_DIR))) throw new FatalError(`${out} has no pcb records (${STATE_DIR}/ is missing); run pcb download --out ${out} first`);
   const logs = allLogPaths(out);
   const conn = await openDuckDB();
-  const rows = logs.length ? (await conn.runAndReadAll(`SELECT row, id, url, path, width, height FROM (${latestSql(logs)}) WHERE status = 'ok' ORDER BY row`)).getRowObjectsJS() : [];
+  const rows = logs.length
+    ? (await conn.runAndReadAll(`SELECT row, id, url, path, width, height FROM (${latestSql(logs)}) WHERE status = 'ok' ORDER BY row`)).getRowObjectsJS()
+    : [];
   const names = new Set(readdirSync(out));
   const recorded = new Set<string>();
   const findings: Finding[] = [];
@@ -72,16 +86,18 @@ export async function verifyFolder(out: string, o: { fix: boolean; deep: boolean
     if (row !== null && r) bad.set(row, { id: r.id === null ? null : String(r.id), url: r.url === null ? null : String(r.url), path: file, problem, detail });
   };
   for (let i = 0; i < rows.length; i += CHECK_CONCURRENCY) {
-    await Promise.all(rows.slice(i, i + CHECK_CONCURRENCY).map(async (r) => {
-      const file = String(r.path);
-      const row = Number(r.row);
-      recorded.add(file);
-      if (!names.has(file)) return note(row, file, 'missing_image', 'the image is not on disk', r);
-      const caption = `${file.slice(0, file.length - path.extname(file).length)}.txt`;
-      if (!names.has(caption)) return note(row, file, 'missing_caption', `${caption} is not on disk`, r);
-      const p = await checkImage(path.join(out, file), Number(r.width), Number(r.height), o.deep);
-      if (p) note(row, file, p.problem, p.detail, r);
-    }));
+    await Promise.all(
+      rows.slice(i, i + CHECK_CONCURRENCY).map(async (r) => {
+        const file = String(r.path);
+        const row = Number(r.row);
+        recorded.add(file);
+        if (!names.has(file)) return note(row, file, 'missing_image', 'the image is not on disk', r);
+        const caption = `${file.slice(0, file.length - path.extname(file).length)}.txt`;
+        if (!names.has(caption)) return note(row, file, 'missing_caption', `${caption} is not on disk`, r);
+        const p = await checkImage(path.join(out, file), Number(r.width), Number(r.height), o.deep);
+        if (p) note(row, file, p.problem, p.detail, r);
+      }),
+    );
   }
   const images = [...names].filter((n) => IMAGE_EXT.test(n));
   for (const n of images) if (!recorded.has(n)) note(null, n, 'stray', 'an image no ok row of the records wrote');
@@ -96,8 +112,13 @@ export async function verifyFolder(out: string, o: { fix: boolean; deep: boolean
         // The next download redoes the row: its files go, and its latest outcome is a write failure (retried by a rerun).
         rmSync(path.join(out, b.path), { force: true });
         rmSync(path.join(out, `${b.path.slice(0, b.path.length - path.extname(b.path).length)}.txt`), { force: true });
-        log.append(failedResult({ row, id: b.id, url: b.url, caption: null, fallback: null, srcWidth: null, srcHeight: null },
-          new RowError('write_error', `pcb verify: ${b.problem.replace('_', ' ')}: ${b.detail}`), Date.now()));
+        log.append(
+          failedResult(
+            { row, id: b.id, url: b.url, caption: null, fallback: null, srcWidth: null, srcHeight: null },
+            new RowError('write_error', `pcb verify: ${b.problem.replace('_', ' ')}: ${b.detail}`),
+            Date.now(),
+          ),
+        );
       }
       log.close();
       const strayDir = path.join(out, STATE_DIR, 'stray');
@@ -109,14 +130,27 @@ export async function verifyFolder(out: string, o: { fix: boolean; deep: boolean
       const run = readRunRecord(out);
       const dest = recordPaths(out, null, null);
       if (existsSync(dest.manifest)) {
-        await writeRecords(conn, allLogPaths(out), { input: run?.input ?? null, captionColumn: run?.captionColumn ?? null, fallbackCaptionColumn: run?.fallbackCaptionColumn ?? null }, dest);
+        await writeRecords(
+          conn,
+          allLogPaths(out),
+          { input: run?.input ?? null, captionColumn: run?.captionColumn ?? null, fallbackCaptionColumn: run?.fallbackCaptionColumn ?? null },
+          dest,
+        );
       }
     } finally {
       lock.release();
     }
   }
   conn.closeSync();
-  return { out, ok_rows: rows.length, images_on_disk: images.length, problems, findings, fixed: o.fix && findings.length > 0, seconds: (Date.now() - started) / 1000 };
+  return {
+    out,
+    ok_rows: rows.length,
+    images_on_disk: images.length,
+    problems,
+    findings,
+    fixed: o.fix && findings.length > 0,
+    seconds: (Date.now() - started) / 1000,
+  };
 }
 
 export async function runVerify(out: string, o: { fix: boolean; deep: boolean; json: boolean }): Promise<number> {
@@ -125,14 +159,25 @@ export async function runVerify(out: string, o: { fix: boolean; deep: boolean; j
   if (o.json) {
     process.stdout.write(JSON.stringify({ ...r, findings: r.findings.slice(0, 1000) }) + '\n');
   } else {
-    const counts = Object.entries(r.problems).filter(([, n]) => n).map(([p, n]) => `${p} ${n}`).join(', ');
-    process.stdout.write([
-      `${out}: ${r.ok_rows} ok rows, ${r.images_on_disk} images on disk, checked in ${r.seconds.toFixed(1)} s${o.deep ? ' (full decode)' : ' (headers)'}`,
-      disagree ? `  disagreements: ${counts}` : '  records and disk agree',
-      ...r.findings.slice(0, 20).map((f) => `    ${f.problem.padEnd(16)} ${f.row === null ? '' : `row ${f.row} `}${f.path}: ${f.detail}`),
-      ...(r.findings.length > 20 ? [`    … ${r.findings.length - 20} more (--json lists them)`] : []),
-      ...(disagree ? [r.fixed ? '  fixed: those rows are marked for the next pcb download to redo; stray images moved to .pcb/stray/' : '  pcb verify --fix marks them for the next pcb download to redo'] : []),
-    ].join('\n') + '\n');
+    const counts = Object.entries(r.problems)
+      .filter(([, n]) => n)
+      .map(([p, n]) => `${p} ${n}`)
+      .join(', ');
+    process.stdout.write(
+      [
+        `${out}: ${r.ok_rows} ok rows, ${r.images_on_disk} images on disk, checked in ${r.seconds.toFixed(1)} s${o.deep ? ' (full decode)' : ' (headers)'}`,
+        disagree ? `  disagreements: ${counts}` : '  records and disk agree',
+        ...r.findings.slice(0, 20).map((f) => `    ${f.problem.padEnd(16)} ${f.row === null ? '' : `row ${f.row} `}${f.path}: ${f.detail}`),
+        ...(r.findings.length > 20 ? [`    … ${r.findings.length - 20} more (--json lists them)`] : []),
+        ...(disagree
+          ? [
+              r.fixed
+                ? '  fixed: those rows are marked for the next pcb download to redo; stray images moved to .pcb/stray/'
+                : '  pcb verify --fix marks them for the next pcb download to redo',
+            ]
+          : []),
+      ].join('\n') + '\n',
+    );
   }
   return disagree && !r.fixed ? 1 : 0;
 }

@@ -13,7 +13,9 @@ import { projectRoot } from '../version.js';
 async function demo(): Promise<number> {
   const root = projectRoot();
   const n = Number(process.env.PCB_DEMO_PHOTOS ?? 100);
-  process.stderr.write(`demo: preparing ${n} photo-like JPEGs at Pexels sizes (generated once, then cached in ${path.relative(root, path.join(root, '.cache/kit')) || '.cache/kit'})\n`);
+  process.stderr.write(
+    `demo: preparing ${n} photo-like JPEGs at Pexels sizes (generated once, then cached in ${path.relative(root, path.join(root, '.cache/kit')) || '.cache/kit'})\n`,
+  );
   const photos = await photoSet(n, null, PEXELS_QUALITY, (done, total) => {
     if (done % 10 === 0 || done === total) process.stderr.write(`demo:   generated ${done} new photos\n`);
   });
@@ -40,20 +42,25 @@ async function demo(): Promise<number> {
   });
   await server.stop();
   if (code === 0) {
-    process.stderr.write([
-      '',
-      'demo: look at',
-      `  ${path.relative(process.cwd(), out)}/<id>.png and <id>.txt   the resized images and their captions`,
-      `  ${path.relative(process.cwd(), out)}/manifest.parquet        one row per input row: status, error, sizes, timings`,
-      `  ${path.relative(process.cwd(), out)}/metadata.parquet        input columns + file_name/width/height for the trainer`,
-      `  npx pcb status ${path.relative(process.cwd(), out)}   ·   npx pcb config --out ${path.relative(process.cwd(), out)}`,
-      '',
-    ].join('\n'));
+    process.stderr.write(
+      [
+        '',
+        'demo: look at',
+        `  ${path.relative(process.cwd(), out)}/<id>.png and <id>.txt   the resized images and their captions`,
+        `  ${path.relative(process.cwd(), out)}/manifest.parquet        one row per input row: status, error, sizes, timings`,
+        `  ${path.relative(process.cwd(), out)}/metadata.parquet        input columns + file_name/width/height for the trainer`,
+        `  npx pcb status ${path.relative(process.cwd(), out)}   ·   npx pcb config --out ${path.relative(process.cwd(), out)}`,
+        '',
+      ].join('\n'),
+    );
   }
   return code;
 }
 
-demo().then((code) => process.exit(code), (err) => {
-  process.stderr.write(`demo: ${(err as Error).message}\n`);
-  process.exit(1);
-});
+demo().then(
+  (code) => process.exit(code),
+  (err) => {
+    process.stderr.write(`demo: ${(err as Error).message}\n`);
+    process.exit(1);
+  },
+);

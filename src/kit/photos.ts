@@ -8,7 +8,14 @@ import { projectRoot } from '../version.js';
 /** JPEG quality that lands a 24 MP kit photo near 5 MB, like a Pexels original. */
 export const PEXELS_QUALITY = 92;
 
-export const PEXELS_SIZES: [number, number][] = [[6000, 4000], [4000, 6000], [5472, 3648], [3648, 5472], [4608, 3072], [6240, 4160]];
+export const PEXELS_SIZES: [number, number][] = [
+  [6000, 4000],
+  [4000, 6000],
+  [5472, 3648],
+  [3648, 5472],
+  [4608, 3072],
+  [6240, 4160],
+];
 
 function mulberry32(seed: number): () => number {
   let a = seed >>> 0;
@@ -37,12 +44,16 @@ export async function makePhoto(seed: number, width: number, height: number, qua
   const sh = Math.ceil(height / 8);
   const raw = { width: sw, height: sh, channels: 3 as const };
   const fields = await sharp(noise(5, 4, 3, rand), { raw: { width: 5, height: 4, channels: 3 } })
-    .resize(sw, sh, { kernel: 'cubic', fit: 'fill' }).raw().toBuffer();
+    .resize(sw, sh, { kernel: 'cubic', fit: 'fill' })
+    .raw()
+    .toBuffer();
   // Texture at the 8 px scale (foliage, fabric) on the colour fields, then softened like a lens would.
   for (let i = 0; i < fields.length; i++) fields[i] = Math.max(0, Math.min(255, fields[i] + Math.floor((rand() - 0.5) * 70)));
   const small = await sharp(fields, { raw }).blur(0.8).raw().toBuffer();
   const t = Math.min(509, width, height);
-  const grainTile = await sharp(noise(t, t, 3, rand, grain, 128 - grain / 2), { raw: { width: t, height: t, channels: 3 } }).png().toBuffer();
+  const grainTile = await sharp(noise(t, t, 3, rand, grain, 128 - grain / 2), { raw: { width: t, height: t, channels: 3 } })
+    .png()
+    .toBuffer();
   return sharp(small, { raw })
     .resize(width, height, { kernel: 'cubic', fit: 'fill' })
     .composite([{ input: grainTile, tile: true, blend: 'overlay' }])
@@ -54,14 +65,23 @@ export function kitCacheDir(): string {
   return process.env.PCB_KIT_CACHE ?? path.join(projectRoot(), '.cache', 'kit');
 }
 
-export interface KitPhoto { name: string; data: Buffer; width: number; height: number }
+export interface KitPhoto {
+  name: string;
+  data: Buffer;
+  width: number;
+  height: number;
+}
 
 /**
  * n photos at Pexels sizes (or the given size), generated once and cached on disk by seed and size;
  * generated a few at a time so every core helps on the first run.
  */
-export async function photoSet(n: number, size: [number, number] | null = null, quality = PEXELS_QUALITY,
-  onGenerate?: (done: number, total: number) => void): Promise<KitPhoto[]> {
+export async function photoSet(
+  n: number,
+  size: [number, number] | null = null,
+  quality = PEXELS_QUALITY,
+  onGenerate?: (done: number, total: number) => void,
+): Promise<KitPhoto[]> {
   const dir = kitCacheDir();
   mkdirSync(dir, { recursive: true });
   const out: KitPhoto[] = new Array(n);

@@ -2,7 +2,12 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import sharp from 'sharp';
 
-export interface LoggedRequest { method: string; path: string; userAgent: string; at: number }
+export interface LoggedRequest {
+  method: string;
+  path: string;
+  userAgent: string;
+  at: number;
+}
 
 /**
  * The offline kit's loopback image server (127.0.0.1, ephemeral port). Serves registered images from
@@ -54,7 +59,10 @@ export class KitServer {
 
   async start(): Promise<this> {
     this.server = http.createServer((req, res) => {
-      this.handle(req, res).catch(() => { if (!res.headersSent) res.writeHead(500); res.end(); });
+      this.handle(req, res).catch(() => {
+        if (!res.headersSent) res.writeHead(500);
+        res.end();
+      });
     });
     this.server.keepAliveTimeout = 30_000;
     await new Promise<void>((resolve) => this.server!.listen(0, '127.0.0.1', resolve));
@@ -81,7 +89,11 @@ export class KitServer {
 
   private sendImage(res: http.ServerResponse, name: string, headers: Record<string, string> = {}): void {
     const img = this.images.get(decodeURIComponent(name));
-    if (!img) { res.writeHead(404, { 'content-type': 'text/plain' }); res.end('not found'); return; }
+    if (!img) {
+      res.writeHead(404, { 'content-type': 'text/plain' });
+      res.end('not found');
+      return;
+    }
     res.writeHead(200, { 'content-type': img.type, 'content-length': String(img.data.length), ...headers });
     res.end(img.data);
   }
@@ -90,12 +102,16 @@ export class KitServer {
     const u = new URL(req.url ?? '/', this.base);
     this.active++;
     this.maxConcurrent = Math.max(this.maxConcurrent, this.active);
-    res.on('close', () => { this.active--; });
-    if (this.recordRequests) this.requests.push({ method: req.method ?? 'GET', path: u.pathname + u.search, userAgent: String(req.headers['user-agent'] ?? ''), at: Date.now() });
+    res.on('close', () => {
+      this.active--;
+    });
+    if (this.recordRequests)
+      this.requests.push({ method: req.method ?? 'GET', path: u.pathname + u.search, userAgent: String(req.headers['user-agent'] ?? ''), at: Date.now() });
     const parts = u.pathname.split('/').filter(Boolean);
     const rest = (from: number) => parts.slice(from).join('/');
     switch (parts[0]) {
-      case 'img': return this.sendImage(res, rest(1));
+      case 'img':
+        return this.sendImage(res, rest(1));
       case 'delay': {
         await new Promise((r) => setTimeout(r, Number(parts[1])));
         return this.sendImage(res, rest(2));
@@ -122,7 +138,8 @@ export class KitServer {
         }
         return this.sendImage(res, rest(4));
       }
-      case 'slow-headers': return; // never answers; the client's deadline must end it
+      case 'slow-headers':
+        return; // never answers; the client's deadline must end it
       case 'stall': {
         const img = this.images.get(rest(1));
         res.writeHead(200, { 'content-type': 'image/jpeg', 'content-length': String(img?.data.length ?? 100000) });
@@ -131,7 +148,9 @@ export class KitServer {
       }
       case 'drip': {
         res.writeHead(200, { 'content-type': 'image/jpeg' });
-        const t = setInterval(() => { if (!res.destroyed) res.write(Buffer.alloc(1024, 0xff)); }, 500);
+        const t = setInterval(() => {
+          if (!res.destroyed) res.write(Buffer.alloc(1024, 0xff));
+        }, 500);
         res.on('close', () => clearInterval(t));
         return;
       }
@@ -142,20 +161,35 @@ export class KitServer {
         res.end();
         return;
       }
-      case 'loop': res.writeHead(301, { location: '/loop' }); res.end(); return;
-      case 'redirect-to': res.writeHead(302, { location: u.searchParams.get('url') ?? '/' }); res.end(); return;
+      case 'loop':
+        res.writeHead(301, { location: '/loop' });
+        res.end();
+        return;
+      case 'redirect-to':
+        res.writeHead(302, { location: u.searchParams.get('url') ?? '/' });
+        res.end();
+        return;
       case 'html': {
         const body = Buffer.from('<!doctype html><html><body>Access denied</body></html>');
         res.writeHead(200, { 'content-type': 'image/jpeg', 'content-length': String(body.length) });
         res.end(body);
         return;
       }
-      case 'empty': res.writeHead(200, { 'content-type': 'image/jpeg', 'content-length': '0' }); res.end(); return;
-      case 'reset': req.socket.destroy(); return;
+      case 'empty':
+        res.writeHead(200, { 'content-type': 'image/jpeg', 'content-length': '0' });
+        res.end();
+        return;
+      case 'reset':
+        req.socket.destroy();
+        return;
       case 'chunked': {
         // A slow body of unknown length: 64 KiB pieces every 5 ms, no Content-Length.
         const img = this.images.get(rest(1));
-        if (!img) { res.writeHead(404); res.end(); return; }
+        if (!img) {
+          res.writeHead(404);
+          res.end();
+          return;
+        }
         res.writeHead(200, { 'content-type': img.type });
         for (let off = 0; off < img.data.length && !res.destroyed; off += 65536) {
           res.write(img.data.subarray(off, off + 65536));
@@ -184,7 +218,10 @@ export class KitServer {
         const pump = () => {
           while (!res.destroyed && sent < 1 << 30) {
             sent += chunk.length;
-            if (!res.write(chunk)) { res.once('drain', pump); return; }
+            if (!res.write(chunk)) {
+              res.once('drain', pump);
+              return;
+            }
           }
           res.end();
         };
@@ -196,12 +233,17 @@ export class KitServer {
         res.write(Buffer.alloc(1024));
         return;
       }
-      case 'optout': return this.sendImage(res, rest(2), { 'x-robots-tag': decodeURIComponent(parts[1]) });
+      case 'optout':
+        return this.sendImage(res, rest(2), { 'x-robots-tag': decodeURIComponent(parts[1]) });
       case 'imgix':
       case 'imgix-small': {
         const name = rest(1);
         const img = this.images.get(name);
-        if (!img) { res.writeHead(404); res.end(); return; }
+        if (!img) {
+          res.writeHead(404);
+          res.end();
+          return;
+        }
         const w = Number(u.searchParams.get('w') ?? 0) || undefined;
         const h = Number(u.searchParams.get('h') ?? 0) || undefined;
         if (!w && !h) return this.sendImage(res, name);
