@@ -3,11 +3,12 @@
  * start to the first dispatched row. Generates the parquet, a log marking 95 % of rows settled
  * (ok with their files present, or failed for good), then runs the real `pcb download`.
  */
-import { spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, rmSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { writeSyntheticDataset } from '../src/kit/dataset.js';
 import { projectRoot } from '../src/version.js';
+import type { RowResult } from '../src/result.js';
+import { runPcbDownload } from './spawn.js';
 
 const ROWS = Number(process.argv[2] ?? 567_000);
 const DONE_FRACTION = 0.95;
@@ -31,27 +32,28 @@ async function main(): Promise<void> {
     if (i % 20 === 19) continue; // 5 % left to do
     const id = 1_000_000 + i;
     const ok = i % 10 !== 3;
-    buf +=
-      JSON.stringify({
-        row: i,
-        id: String(id),
-        url: 'x',
-        status: ok ? 'ok' : 'failed',
-        error: ok ? null : 'http_status',
-        message: null,
-        http_status: ok ? 200 : 404,
-        attempts: 1,
-        bytes: 1,
-        src_width: 6000,
-        src_height: 4000,
-        width: ok ? 1536 : null,
-        height: ok ? 1024 : null,
-        path: ok ? `${id}.png` : null,
-        caption_source: ok ? 'primary' : null,
-        ms: 1,
-        run,
-        seq: i,
-      }) + '\n';
+    const line: RowResult & { run: number; seq: number } = {
+      row: i,
+      id: String(id),
+      url: 'x',
+      status: ok ? 'ok' : 'failed',
+      error: ok ? null : 'http_status',
+      message: null,
+      http_status: ok ? 200 : 404,
+      attempts: 1,
+      bytes: 1,
+      src_width: 6000,
+      src_height: 4000,
+      width: ok ? 1536 : null,
+      height: ok ? 1024 : null,
+      path: ok ? `${id}.png` : null,
+      caption_source: ok ? 'primary' : null,
+      ms: 1,
+      source: null,
+      run,
+      seq: i,
+    };
+    buf += JSON.stringify(line) + '\n';
     if (ok) closeSync(openSync(path.join(out, `${id}.png`), 'w'));
     if (buf.length > 1 << 20) {
       writeSync(fd, buf);
@@ -61,16 +63,7 @@ async function main(): Promise<void> {
   writeSync(fd, buf);
   closeSync(fd);
   process.stderr.write('plan: running pcb download (resume)\n');
-  const summary = await new Promise<Record<string, number>>((resolve, reject) => {
-    const child = spawn(path.join(projectRoot(), 'bin', 'pcb'), ['download', input, '--out', out, '--json', '--quiet', '--retries', '0'], {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    let s = '';
-    child.stdout.on('data', (d) => {
-      s += d;
-    });
-    child.on('exit', (code) => (code === 0 ? resolve(JSON.parse(s)) : reject(new Error(`pcb exited ${code}`))));
-  });
+  const summary = await runPcbDownload([input, '--out', out, '--retries', '0']);
   const line = `plan: ${ROWS} rows, ${summary.skipped} skipped as done, ${summary.processed} to do: first row dispatched after ${Number(summary.first_dispatch_s).toFixed(2)} s (target < 10 s); whole run ${Number(summary.wall_s).toFixed(1)} s`;
   process.stdout.write(line + '\n');
 }

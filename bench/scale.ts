@@ -5,7 +5,6 @@
  * over time, records time, planning time of a resumed run, `pcb merge`, the flat folder's listing and
  * create/rename costs, and the pool's dispatch cost alone at capacities 32, 1,024 and 4,096.
  */
-import { spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -15,67 +14,52 @@ import { photoSet } from '../src/kit/photos.js';
 import { writeSyntheticDataset } from '../src/kit/dataset.js';
 import { projectRoot } from '../src/version.js';
 import { RowPool } from '../src/pool.js';
-import { createSharedBuffer } from '../src/shared-limits.js';
-import type { WorkerConfig } from '../src/worker-config.js';
+import { bareWorkerConfig } from '../src/kit/pool-config.js';
 import type { Summary } from '../src/progress.js';
+import { run } from './spawn.js';
 
 const ROOT = projectRoot();
 /** Clock ticks per second in /proc's CPU times (USER_HZ, 100 on Linux). */
 const TICK = 100;
 
-interface Sampled<T> {
-  result: T;
+interface Sampled {
+  stdout: string;
+  code: number | null;
   peakRssMb: number;
   timeline: [number, number][];
   mainCpuS: number;
-  code: number | null;
 }
 
 /** Run bin/pcb, sampling its RSS and its main thread's CPU from /proc every 200 ms. */
-function sampled(args: string[]): Promise<Sampled<string>> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(path.join(ROOT, 'bin', 'pcb'), args, { stdio: ['ignore', 'pipe', 'inherit'] });
-    let out = '';
-    child.stdout.on('data', (d) => {
-      out += d;
-    });
-    const started = Date.now();
-    const timeline: [number, number][] = [];
-    let peak = 0;
-    let mainCpuS = 0;
-    const sample = () => {
-      try {
-        const status = readFileSync(`/proc/${child.pid}/status`, 'utf8');
-        const rss = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024;
-        peak = Math.max(peak, rss);
-        timeline.push([(Date.now() - started) / 1000, rss]);
-        const stat = readFileSync(`/proc/${child.pid}/task/${child.pid}/stat`, 'utf8').split(') ')[1].split(' ');
-        mainCpuS = (Number(stat[11]) + Number(stat[12])) / TICK;
-      } catch {
-        /* exited between samples */
-      }
-    };
-    const timer = setInterval(sample, 200);
-    child.on('error', reject);
-    child.on('exit', (code) => {
-      clearInterval(timer);
-      resolve({ result: out, peakRssMb: peak, timeline, mainCpuS, code });
-    });
+async function sampled(args: string[]): Promise<Sampled> {
+  const started = Date.now();
+  const timeline: [number, number][] = [];
+  let peak = 0;
+  let mainCpuS = 0;
+  let timer: NodeJS.Timeout | null = null;
+  const sample = (pid: number) => {
+    try {
+      const rss = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
+      peak = Math.max(peak, rss);
+      timeline.push([(Date.now() - started) / 1000, rss]);
+      const stat = readFileSync(`/proc/${pid}/task/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+      mainCpuS = (Number(stat[11]) + Number(stat[12])) / TICK;
+    } catch {
+      /* exited between samples */
+    }
+  };
+  const r = await run(path.join(ROOT, 'bin', 'pcb'), args, {
+    onSpawn: (pid) => {
+      timer = setInterval(() => sample(pid), 200);
+    },
   });
+  if (timer) clearInterval(timer);
+  return { stdout: r.stdout, code: r.code, peakRssMb: peak, timeline, mainCpuS };
 }
 
 /** Main-thread rows/s of the pool alone: no-op tasks at a given capacity. */
 async function poolRate(concurrency: number, rows: number): Promise<number> {
-  const config: WorkerConfig = {
-    out: '/nonexistent',
-    tmpDir: '/nonexistent',
-    cdnResize: 'none',
-    cdnHosts: [],
-    concurrency,
-    resize: { mode: 'shortest-side', resolution: 1024, format: 'png', quality: 95, pngCompression: 6, pngFilter: true },
-    policy: { timeoutMs: 1000, maxBytes: 1, retries: 0, backoffMs: 0, userAgent: 'x', allowPrivateNetwork: false, ignoreOptOut: false },
-    limits: { buffer: createSharedBuffer(1), maxRps: null, maxHostConnections: 64, memoryBudgetBytes: 2 ** 30 },
-  };
+  const config = bareWorkerConfig(1, concurrency);
   const pool = new RowPool(
     config,
     1,
@@ -136,7 +120,7 @@ async function main(): Promise<void> {
   process.stderr.write('bench:scale: full run\n');
   const full = await sampled(['download', ...common]);
   if (full.code !== 0) throw new Error(`pcb exited ${full.code}`);
-  const s = JSON.parse(full.result) as Summary;
+  const s = JSON.parse(full.stdout) as Summary;
   if (s.failed) process.stderr.write(`bench:scale: ${s.failed} rows failed: ${JSON.stringify(s.errors)}\n`);
   const recordsPeak = Math.max(0, ...full.timeline.filter(([t]) => t >= s.wall_s).map(([, r]) => r));
 
@@ -153,7 +137,7 @@ async function main(): Promise<void> {
   process.stderr.write('bench:scale: resumed run with 5 % left to do\n');
   for (let i = 0; i < rows; i += 20) rmSync(path.join(out, `${1_000_000 + i}.jpg`), { force: true });
   const resumed = await sampled(['download', ...common]);
-  const r = JSON.parse(resumed.result) as Summary;
+  const r = JSON.parse(resumed.stdout) as Summary;
 
   process.stderr.write('bench:scale: pcb merge\n');
   const t1 = Date.now();

@@ -1,7 +1,8 @@
-import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { projectRoot } from '../src/version.js';
 import type { Summary } from '../src/progress.js';
+import { spawnCollect } from '../src/kit/spawn.js';
+import type { Ran, SpawnOptions } from '../src/kit/spawn.js';
 
 export const cpuNow = (): number => {
   const u = process.cpuUsage();
@@ -9,16 +10,8 @@ export const cpuNow = (): number => {
 };
 
 /** Run a command to its end: its exit code and stdout (stderr goes to ours). */
-export function run(cmd: string, args: string[], stdin: 'ignore' | 'inherit' = 'ignore'): Promise<{ code: number | null; stdout: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: [stdin, 'pipe', 'inherit'] });
-    let out = '';
-    child.stdout.on('data', (d) => {
-      out += d;
-    });
-    child.on('error', reject);
-    child.on('exit', (code) => resolve({ code, stdout: out }));
-  });
+export function run(cmd: string, args: string[], opts: SpawnOptions = {}): Promise<Ran> {
+  return spawnCollect(cmd, args, { stderr: 'inherit', ...opts });
 }
 
 /** `bin/pcb download … --json --quiet`, as a user runs it; the summary it prints. */

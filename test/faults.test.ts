@@ -96,7 +96,6 @@ describe('a parquet mixing every failure the web has', () => {
     const input = path.join(dir, 'mixed.parquet');
     await writeParquet(input, rows, TEXT_IDS);
     const out = path.join(dir, 'out');
-    const started = Date.now();
     const r = await runPcb([
       'download',
       input,
@@ -120,7 +119,6 @@ describe('a parquet mixing every failure the web has', () => {
     ]);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
-    expect(Date.now() - started).toBeLessThan(120_000);
     const summary = JSON.parse(r.stdout);
     const manifest = await readParquet(path.join(out, 'manifest.parquet'));
     expect(manifest.length).toBe(cases.length);

@@ -1,9 +1,12 @@
 import { spawn } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { afterAll } from 'vitest';
 import os from 'node:os';
 import path from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
 import { KitServer } from '../src/kit/server.js';
+import { spawnCollect } from '../src/kit/spawn.js';
+import type { Ran, SpawnOptions } from '../src/kit/spawn.js';
 import { photoSet } from '../src/kit/photos.js';
 import type { KitPhoto } from '../src/kit/photos.js';
 import { projectRoot } from '../src/version.js';
@@ -11,37 +14,21 @@ import { projectRoot } from '../src/version.js';
 export const ROOT = projectRoot();
 export const PCB = path.join(ROOT, 'bin', 'pcb');
 
-export function tmpDir(prefix = 'pcb-test-'): string {
-  return mkdtempSync(path.join(os.tmpdir(), prefix));
-}
+const made: string[] = [];
+// Every temporary folder a test file made goes when the file is done.
+afterAll(() => {
+  for (const d of made.splice(0)) rmSync(d, { recursive: true, force: true });
+});
 
-export interface Ran {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
+export function tmpDir(prefix = 'pcb-test-'): string {
+  const d = mkdtempSync(path.join(os.tmpdir(), prefix));
+  made.push(d);
+  return d;
 }
 
 /** Run the real CLI (bin/pcb → dist/) as a user would. */
-export function runPcb(args: string[], opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number; onSpawn?: (pid: number) => void } = {}): Promise<Ran> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(PCB, args, { env: { ...process.env, NO_COLOR: '1', ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => {
-      stdout += d;
-    });
-    child.stderr.on('data', (d) => {
-      stderr += d;
-    });
-    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 110_000);
-    child.on('error', reject);
-    if (child.pid) opts.onSpawn?.(child.pid);
-    child.on('exit', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr });
-    });
-  });
+export function runPcb(args: string[], opts: SpawnOptions = {}): Promise<Ran> {
+  return spawnCollect(PCB, args, { timeoutMs: 110_000, ...opts, env: { NO_COLOR: '1', ...opts.env } });
 }
 
 /** Rows of a parquet file (or any DuckDB query over it) as plain JS objects. */
@@ -66,4 +53,95 @@ export async function smallKit(n: number, size: [number, number] = [640, 480]): 
   const server = await new KitServer().start();
   for (const p of photos) server.put(p.name, p.data);
   return { server, photos };
+}
+
+/** Polls until `pred` holds; a hang fails after `ms` naming what it waited for. */
+export async function until(pred: () => boolean, what: string, ms = 60_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!pred()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** Settled rows in a folder's log so far (the log is flushed every 500 ms). */
+export function loggedRows(out: string): number {
+  const log = path.join(out, '.pcb', 'log.jsonl');
+  return existsSync(log)
+    ? readFileSync(log, 'utf8')
+        .split('\n')
+        .filter((l) => l.startsWith('{')).length
+    : 0;
+}
+
+/** Quote for a POSIX shell. */
+export const sh = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
+
+export interface PtyRun {
+  done: Promise<{ code: number | null; raw: string }>;
+  output: () => string;
+  type: (keys: string) => void;
+}
+
+/**
+ * Run a command in a pseudo-terminal of `cols` columns (util-linux `script`), as a user's terminal would:
+ * stdout and stderr interleaved on one screen, keys typed go through the terminal (\x03 is Ctrl-C).
+ */
+export function runInPty(args: string[], cols = 80, env: NodeJS.ProcessEnv = {}): PtyRun {
+  const cmd = `stty cols ${cols} rows 40; exec ${args.map(sh).join(' ')}`;
+  const child = spawn('script', ['-qfec', cmd, '/dev/null'], { env: { ...process.env, ...env, TERM: 'xterm' }, stdio: ['pipe', 'pipe', 'pipe'] });
+  let raw = '';
+  child.stdout.on('data', (d) => {
+    raw += d;
+  });
+  child.stderr.on('data', (d) => {
+    raw += d;
+  });
+  const done = new Promise<{ code: number | null; raw: string }>((resolve) => child.on('exit', (code) => resolve({ code, raw })));
+  return {
+    done,
+    output: () => raw,
+    type: (keys) => {
+      child.stdin.write(keys);
+    },
+  };
+}
+
+/**
+ * What a terminal shows for `raw` output: carriage returns move to column 0 and overwrite, `ESC[nG` moves
+ * to a column, `ESC[K`/`ESC[0K` clear to the end of the line, `ESC[2K` the whole line; other sequences
+ * (colour, cursor visibility) draw nothing.
+ */
+export function screen(raw: string): string[] {
+  const lines: string[][] = [[]];
+  let col = 0;
+  const line = () => lines[lines.length - 1];
+  for (let i = 0; i < raw.length; i++) {
+    const ch = raw[i];
+    if (ch === '\x1b') {
+      const m = /^\x1b\[(\??[0-9;]*)([A-Za-z])/.exec(raw.slice(i));
+      if (!m) continue;
+      i += m[0].length - 1;
+      const n = m[1] === '' ? 0 : Number(m[1]);
+      if (m[2] === 'G') col = Math.max(0, (n || 1) - 1);
+      else if (m[2] === 'K' && (n === 0 || m[1] === '')) line().length = Math.min(line().length, col);
+      else if (m[2] === 'K' && n === 2) line().length = 0;
+      continue;
+    }
+    if (ch === '\r') {
+      col = 0;
+      continue;
+    }
+    if (ch === '\n') {
+      lines.push([]);
+      col = 0;
+      continue;
+    }
+    line()[col++] = ch;
+  }
+  return lines.map((l) =>
+    Array.from(l, (c) => c ?? ' ')
+      .join('')
+      .trimEnd(),
+  );
 }

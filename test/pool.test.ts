@@ -2,25 +2,14 @@
 import { describe, expect, it } from 'vitest';
 import path from 'node:path';
 import { RowPool } from '../src/pool.js';
-import { SharedLimits, createSharedBuffer } from '../src/shared-limits.js';
-import type { WorkerConfig } from '../src/worker-config.js';
+import { SharedLimits } from '../src/shared-limits.js';
+import { bareWorkerConfig } from '../src/kit/pool-config.js';
 import type { RowResult, RowTask } from '../src/result.js';
 
 const fixture = (name: string) => path.join(import.meta.dirname, 'fixtures', name);
 const task = (row: number, url = 'ok'): RowTask => ({ row, id: String(row), url, caption: null, fallback: null, srcWidth: null, srcHeight: null });
 
-function config(threads: number, concurrency: number, maxHostConnections = 64): WorkerConfig {
-  return {
-    out: '/nonexistent',
-    tmpDir: '/nonexistent',
-    cdnResize: 'none',
-    cdnHosts: [],
-    concurrency,
-    resize: { mode: 'shortest-side', resolution: 1024, format: 'png', quality: 95, pngCompression: 6, pngFilter: true },
-    policy: { timeoutMs: 1000, maxBytes: 1, retries: 0, backoffMs: 0, userAgent: 'x', allowPrivateNetwork: false, ignoreOptOut: false },
-    limits: { buffer: createSharedBuffer(threads), maxRps: null, maxHostConnections, memoryBudgetBytes: 2 ** 30 },
-  };
-}
+const config = bareWorkerConfig;
 
 describe('RowPool', () => {
   it('a worker that dies mid-download gives back its host slots and bytes: the next rows to that host proceed', async () => {

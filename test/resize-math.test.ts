@@ -1,5 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { roundHalfEven, targetSize } from '../src/resize.js';
+import type { ResizeMode } from '../src/resize.js';
+import { targetPixelsSql } from '../src/commands/inspect.js';
+import { query } from './helpers.js';
 
 describe('roundHalfEven (Python round)', () => {
   it('sends halves to the even neighbour', () => {
@@ -69,5 +72,29 @@ describe('targetSize area', () => {
   });
   it('never upscales small images', () => {
     expect(targetSize('area', 700, 500, 1.0)).toEqual({ width: 640, height: 448 });
+  });
+});
+
+describe("one target-size rule: inspect's SQL agrees with targetSize()", () => {
+  it('on a grid of sizes, for both modes and several resolutions', async () => {
+    const sides = [64, 65, 100, 127, 128, 480, 512, 640, 767, 768, 800, 1000, 1023, 1024, 1080, 1200, 1536, 1600, 2400, 3648, 4000, 5472, 6000, 8000];
+    const cases: [ResizeMode, number][] = [
+      ['shortest-side', 512],
+      ['shortest-side', 1000],
+      ['shortest-side', 1024],
+      ['area', 0.5],
+      ['area', 1.0],
+      ['area', 2.25],
+    ];
+    for (const [mode, res] of cases) {
+      const rows = await query(
+        `SELECT w, h, ${targetPixelsSql(mode, res, 'w::DOUBLE', 'h::DOUBLE')}::DOUBLE AS px FROM (VALUES ${sides.flatMap((w) => sides.map((h) => `(${w}, ${h})`)).join(', ')}) t(w, h)`,
+      );
+      expect(rows).toHaveLength(sides.length ** 2);
+      for (const r of rows) {
+        const t = targetSize(mode, r.w as number, r.h as number, res)!;
+        expect(r.px, `${mode} ${res}: ${r.w}x${r.h}`).toBe(t.width * t.height);
+      }
+    }
   });
 });

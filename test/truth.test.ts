@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
 import { DuckDBInstance } from '@duckdb/node-api';
-import { query, readParquet, runPcb, smallKit, tmpDir } from './helpers.js';
+import { query, readParquet, runPcb, smallKit, tmpDir, until } from './helpers.js';
 import { datasetRow, writeParquet, DATASET_COLUMNS } from '../src/kit/dataset.js';
 import { photoSet } from '../src/kit/photos.js';
 import type { KitServer } from '../src/kit/server.js';
@@ -21,15 +21,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await server?.stop();
 });
-const dirs: string[] = [];
-afterAll(() => {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
-function workDir(): string {
-  const d = tmpDir();
-  dirs.push(d);
-  return d;
-}
+const workDir = () => tmpDir();
 
 async function inputOf(dir: string, urlPath: (p: KitPhoto, i: number) => string = (p) => `/img/${p.name}`, n = photos.length): Promise<string> {
   const file = path.join(dir, 'in.parquet');
@@ -86,7 +78,7 @@ describe('one writer per folder', () => {
     const out = path.join(dir, 'out');
     const first = runPcb(['download', input, '--out', out, '--threads', '1', '--concurrency', '2', '--allow-private-network', '--quiet', '--json']);
     const lock = path.join(out, '.pcb', 'lock');
-    for (let i = 0; i < 200 && !existsSync(lock); i++) await new Promise((r) => setTimeout(r, 50));
+    await until(() => existsSync(lock), 'the first run to take the lock');
     expect(existsSync(lock)).toBe(true);
     const second = await runPcb(['download', input, '--out', out, ...common]);
     expect(second.code).toBe(1);
