@@ -53,6 +53,8 @@ export interface DownloadOptions {
   manifest: string | null;
   quiet: boolean;
   json: boolean;
+  /** Exit 3 when the failed share of the rows processed is above this; null: never. */
+  maxFailureRate: number | null;
 }
 
 export const DEFAULT_USER_AGENT = `pcb/${VERSION} (+${PROJECT_URL})`;
@@ -75,11 +77,21 @@ export function intOption(name: string, min: number, max = Number.MAX_SAFE_INTEG
   };
 }
 
-export function numberOption(name: string, minExclusive: number) {
+export function numberOption(name: string, min: number, inclusive = false) {
   return (value: string): number => {
     const n = Number(value);
-    if (value.trim() === '' || !Number.isFinite(n) || n <= minExclusive) {
-      throw new InvalidArgumentError(`${name} takes a number above ${minExclusive}, got '${value}'.`);
+    if (value.trim() === '' || !Number.isFinite(n) || (inclusive ? n < min : n <= min)) {
+      throw new InvalidArgumentError(`${name} takes a number ${inclusive ? `of ${min} or more` : `above ${min}`}, got '${value}'.`);
+    }
+    return n;
+  };
+}
+
+export function fractionOption(name: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (value.trim() === '' || !Number.isFinite(n) || n < 0 || n > 1) {
+      throw new InvalidArgumentError(`${name} takes a fraction from 0 to 1 (e.g. 0.2 for 20 %), got '${value}'.`);
     }
     return n;
   };

@@ -29,6 +29,8 @@ describe('usage errors exit 2 and create nothing', () => {
     ['--concurrency 1.5', ['--concurrency', '1.5'], /--concurrency/],
     ['--shard 4/4', ['--shard', '4/4'], /--shard/],
     ['--max-bytes lots', ['--max-bytes', 'lots'], /--max-bytes/],
+    ['--backoff -0.5', ['--backoff', '-0.5'], /--backoff takes a number of 0 or more, got '-0.5'/],
+    ['--max-failure-rate 1.5', ['--max-failure-rate', '1.5'], /--max-failure-rate takes a fraction from 0 to 1/],
     ['unknown option', ['--frobnicate'], /unknown option/],
     ['--where rejected by DuckDB', ['--where', 'no_such_column > 3'], /--where/],
     ['--where syntax error', ['--where', 'width >>>> ('], /--where/],
