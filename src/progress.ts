@@ -14,6 +14,12 @@ export interface Summary {
   ok: number;
   failed: number;
   skipped: number;
+  /** Skipped rows whose earlier outcome was a permanent failure. */
+  skipped_failed: number;
+  /** Failed rows by HTTP status (http_status errors). */
+  http_statuses: Record<string, number>;
+  /** What a flag would change, in a line each. */
+  hints: string[];
   errors: Record<string, number>;
   bytes_downloaded: number;
   wall_s: number;
@@ -40,6 +46,26 @@ export interface Summary {
 const WINDOW = 500;
 const WARN_RATE = 0.2;
 
+/**
+ * The bar's format for a terminal `columns` wide: the text at its widest (every count at the total, an
+ * ETA of hours) plus a bar that fills what is left; MB/s goes first when even a short bar would not fit.
+ */
+export function barFormat(columns: number, total: number): { format: string; barsize: number } {
+  const n = String(total).length;
+  const widest = (withMbps: boolean) =>
+    ` ${'9'.repeat(n)}/${'9'.repeat(n)} | 9999.9 img/s${withMbps ? ' | 9999.9 MB/s' : ''} | ok ${'9'.repeat(n)} failed ${'9'.repeat(n)} | ETA 9999h59m`.length;
+  for (const withMbps of [true, false]) {
+    const room = columns - 1 - widest(withMbps);
+    if (room >= 10 || !withMbps) {
+      return {
+        format: `{bar} {value}/{total} | {ips} img/s${withMbps ? ' | {mbps} MB/s' : ''} | ok {ok} failed {failed} | ETA {eta_formatted}`,
+        barsize: Math.max(3, Math.min(40, room)),
+      };
+    }
+  }
+  throw new Error('unreachable');
+}
+
 /** Counts of a run, the live bar (TTY) or a periodic line (not a TTY), and the failure-rate warning. */
 export class Progress {
   ok = 0;
@@ -47,6 +73,9 @@ export class Progress {
   bytes = 0;
   renditionFallbacks = 0;
   readonly errors: Record<string, number> = {};
+  /** Failed rows by HTTP status (http_status errors). */
+  readonly httpStatuses: Record<string, number> = {};
+  private stopped = false;
   private readonly started = Date.now();
   private readonly recent: (string | null)[] = [];
   private lastWarnAt = -WINDOW;
@@ -61,7 +90,7 @@ export class Progress {
     if (!mode.quiet && mode.tty) {
       this.bar = new cliProgress.SingleBar(
         {
-          format: '{bar} {value}/{total} | {ips} img/s | {mbps} MB/s | ok {ok} failed {failed} | ETA {eta_formatted}',
+          ...barFormat(this.stream.columns || 80, total),
           stream: this.stream,
           hideCursor: true,
           etaBuffer: 200,
@@ -107,10 +136,12 @@ export class Progress {
     } else {
       this.failed++;
       if (r.error) this.errors[r.error] = (this.errors[r.error] ?? 0) + 1;
+      if (r.error === 'http_status' && r.http_status !== null) this.httpStatuses[r.http_status] = (this.httpStatuses[r.http_status] ?? 0) + 1;
     }
     this.bytes += r.bytes;
     this.recent.push(r.status === 'ok' ? null : r.error);
     if (this.recent.length > WINDOW) this.recent.shift();
+    if (this.stopped) return;
     this.bar?.update(this.done, this.payload());
     this.maybeWarn();
   }
@@ -134,25 +165,45 @@ export class Progress {
     if (this.bar) this.bar.start(this.total, this.done, this.payload());
   }
 
+  /** Ends the bar for good (its last line stays, the cursor moves past it): nothing is drawn after this. */
   stop(): void {
+    if (this.stopped) return;
+    this.stopped = true;
     if (this.timer) clearInterval(this.timer);
     if (this.bar) this.bar.stop();
   }
 }
 
+/** "404 ×9, 403 ×3": the most frequent statuses first, at most five. */
+function topStatuses(m: Record<string, number>): string {
+  const all = Object.entries(m).sort((a, b) => b[1] - a[1]);
+  return (
+    all
+      .slice(0, 5)
+      .map(([st, n]) => `${st} ×${n}`)
+      .join(', ') + (all.length > 5 ? ', …' : '')
+  );
+}
+
+const plural = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
+
 export function formatSummary(s: Summary): string {
   const errors = Object.entries(s.errors)
     .sort((a, b) => b[1] - a[1])
-    .map(([e, n]) => `  ${e.padEnd(20)} ${n}`)
+    .map(([e, n]) => `  ${e.padEnd(20)} ${n}${e === 'http_status' && Object.keys(s.http_statuses).length ? ` (${topStatuses(s.http_statuses)})` : ''}`)
     .join('\n');
+  const skipped = s.skipped_failed
+    ? `${s.skipped} (done before: ${s.skipped - s.skipped_failed} ok, ${s.skipped_failed} failed for good)`
+    : `${s.skipped} (done before)`;
   return [
     `${s.interrupted ? pc.yellow('interrupted') : pc.green('done')}: ${s.processed} rows processed of ${s.selected} selected${s.shard ? ` (shard ${s.shard})` : ''}`,
-    `  ok ${s.ok} · failed ${s.failed} · skipped ${s.skipped} (done before)`,
+    `  ok ${s.ok} · failed ${s.failed} · skipped ${skipped}`,
     ...(errors ? ['failed by error code:', errors] : []),
+    ...s.hints.map((h) => pc.yellow(`hint: ${h}`)),
     ...(s.errors.internal_error
       ? [pc.yellow(`  ${s.errors.internal_error} rows hit a bug in pcb (internal_error): please report it, with their message from the manifest`)]
       : []),
-    `  ${s.wall_s.toFixed(1)} s wall · ${s.images_per_s.toFixed(2)} img/s · ${s.images_per_s_per_thread.toFixed(2)} img/s per thread (${s.threads} threads × ${s.concurrency}) · ${prettyBytes(s.bytes_downloaded)} downloaded`,
+    `  ${s.wall_s.toFixed(1)} s wall · ${s.images_per_s.toFixed(2)} img/s · ${s.images_per_s_per_thread.toFixed(2)} img/s per thread (${plural(s.threads, 'thread')} × ${s.concurrency}) · ${prettyBytes(s.bytes_downloaded)} downloaded`,
     ...(s.rendition_fallbacks !== null
       ? [`  --cdn-resize: ${s.ok - s.rendition_fallbacks} from renditions, ${s.rendition_fallbacks} from originals (no covering rendition)`]
       : []),

@@ -10,6 +10,8 @@ import { Source, countPlan, openDuckDB } from '../source.js';
 export interface StatusReport {
   out: string;
   input: string | null;
+  /** False when the recorded input is gone and no --input was given: rows left are then unknown. */
+  input_found: boolean;
   ok: number;
   failed: number;
   failed_permanent: Record<string, number>;
@@ -23,10 +25,22 @@ export async function statusReport(out: string, inputOverride: string | null): P
   if (!existsSync(path.join(out, STATE_DIR))) throw new FatalError(`${out} has no pcb records (${STATE_DIR}/ is missing); run pcb download --out ${out} first`);
   const logs = allLogPaths(out);
   const run = readRunRecord(out);
-  const input = inputOverride ?? run?.input ?? null;
+  // The input recorded in run.json may have moved: then report what the log knows, and say --input gives the rest.
+  const recorded = run?.input && existsSync(run.input) ? run.input : null;
+  const input = inputOverride ?? recorded;
   const source = input ? await Source.open(input) : null;
   const conn = source?.conn ?? (await openDuckDB());
-  const report: StatusReport = { out, input, ok: 0, failed: 0, failed_permanent: {}, failed_transient: {}, selected: null, left: null };
+  const report: StatusReport = {
+    out,
+    input: input ?? run?.input ?? null,
+    input_found: input !== null,
+    ok: 0,
+    failed: 0,
+    failed_permanent: {},
+    failed_transient: {},
+    selected: null,
+    left: null,
+  };
   if (logs.length) {
     const rows = (
       await conn.runAndReadAll(`SELECT status, error, ${rerunRetriedSql()} AS transient, count(*)::DOUBLE AS n
@@ -77,7 +91,11 @@ export async function runStatus(out: string, opts: { input: string | null; json:
     ...list(r.failed_permanent),
     `  failed transiently (a rerun retries them): ${Object.values(r.failed_transient).reduce((a, b) => a + b, 0)}`,
     ...list(r.failed_transient),
-    r.left !== null ? `  left to do in ${r.input}: ${r.left} of ${r.selected} selected rows` : `  rows left: unknown (pass --input <parquet>)`,
+    r.left !== null
+      ? `  left to do in ${r.input}: ${r.left} of ${r.selected} selected rows`
+      : r.input && !r.input_found
+        ? `  rows left: unknown: the input ${r.input} is not there any more; pass --input <parquet> to count them`
+        : `  rows left: unknown (pass --input <parquet>)`,
   ];
   process.stdout.write(lines.join('\n') + '\n');
 }

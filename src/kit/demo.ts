@@ -49,7 +49,7 @@ async function demo(): Promise<number> {
         `  ${path.relative(process.cwd(), out)}/<id>.png and <id>.txt   the resized images and their captions`,
         `  ${path.relative(process.cwd(), out)}/manifest.parquet        one row per input row: status, error, sizes, timings`,
         `  ${path.relative(process.cwd(), out)}/metadata.parquet        input columns + file_name/width/height for the trainer`,
-        `  npx pcb status ${path.relative(process.cwd(), out)}   ·   npx pcb config --out ${path.relative(process.cwd(), out)}`,
+        `  npx pcb status ${path.relative(process.cwd(), out)}   ·   npx pcb verify ${path.relative(process.cwd(), out)}   ·   npx pcb config ${path.relative(process.cwd(), out)}`,
         '',
       ].join('\n'),
     );
