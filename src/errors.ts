@@ -1,3 +1,5 @@
+import { literal } from './sql.js';
+
 /** Per-row error codes written to the manifest (see SPEC "Error codes"). */
 export const ERROR_CODES = [
   'missing_url',
@@ -38,7 +40,7 @@ export function isTransient(code: ErrorCode, httpStatus: number | null): boolean
 
 /** The same rule as SQL over a log's `error` and `http_status` columns, for a rerun's done set and `status`. */
 export function rerunRetriedSql(): string {
-  const codes = RERUN_RETRIED_CODES.map((c) => `'${c}'`).join(', ');
+  const codes = RERUN_RETRIED_CODES.map(literal).join(', ');
   return `(error IN (${codes}) OR (error = 'http_status' AND (http_status IN (${TRANSIENT_HTTP_STATUSES.join(', ')}) OR http_status BETWEEN 500 AND 599)))`;
 }
 

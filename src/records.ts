@@ -14,7 +14,8 @@ import { ident, literal } from './sql.js';
 
 async function copyAtomic(conn: DuckDBConnection, select: string, dest: string): Promise<void> {
   const tmp = tempName(dest);
-  await conn.run(`COPY (${select}) TO ${literal(tmp)} (FORMAT parquet, COMPRESSION zstd)`);
+  // Small row groups: the writer holds one per thread in memory, and a metadata row carries a caption.
+  await conn.run(`COPY (${select}) TO ${literal(tmp)} (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 16384)`);
   renameSync(tmp, dest);
 }
 
@@ -39,12 +40,16 @@ export async function writeRecords(
   dest: { manifest: string; metadata: string },
 ): Promise<{ rows: number; ok: number }> {
   if (!logs.length) return { rows: 0, ok: 0 };
-  await conn.run(`CREATE OR REPLACE TEMP TABLE __latest AS ${latestSql(logs)}`);
-  await copyAtomic(conn, `SELECT ${MANIFEST_COLUMNS.map(ident).join(', ')} FROM __latest ORDER BY row`, dest.manifest);
+  // Streamed from the logs into the file, unsorted: a sort by row held every row (~100 MB at 567,597 rows).
+  await copyAtomic(conn, `SELECT ${MANIFEST_COLUMNS.map(ident).join(', ')} FROM (${latestSql(logs)})`, dest.manifest);
   const counts = (
-    await conn.runAndReadAll(`SELECT count(*)::DOUBLE AS rows, count(*) FILTER (WHERE status = 'ok')::DOUBLE AS ok FROM __latest`)
+    await conn.runAndReadAll(
+      `SELECT count(*)::DOUBLE AS rows, count(*) FILTER (WHERE status = 'ok')::DOUBLE AS ok FROM read_parquet(${literal(dest.manifest)})`,
+    )
   ).getRowObjectsJS()[0];
   if (src.input && existsSync(src.input)) {
+    // The ok rows' few columns are the join's small side; the input, captions and all, streams past it.
+    await conn.run(`CREATE OR REPLACE TEMP TABLE __ok AS SELECT row, path, width, height FROM read_parquet(${literal(dest.manifest)}) WHERE status = 'ok'`);
     const described = (await conn.runAndReadAll(`DESCRIBE SELECT * FROM read_parquet(${literal(src.input)})`))
       .getRowObjectsJS()
       .map((r) => ({ name: String(r.column_name), type: String(r.column_type) }));
@@ -58,14 +63,13 @@ export async function writeRecords(
     await copyAtomic(
       conn,
       `SELECT ${[...select, 'm.path AS file_name', 'm.width AS width', 'm.height AS height', `${caption} AS caption`].join(', ')}
-      FROM read_parquet(${literal(src.input)}, file_row_number = true) i JOIN __latest m ON m.row = i.file_row_number
-      WHERE m.status = 'ok'`,
+      FROM read_parquet(${literal(src.input)}, file_row_number = true) i JOIN __ok m ON m.row = i.file_row_number`,
       dest.metadata,
     );
+    await conn.run('DROP TABLE __ok');
   } else {
     rmSync(dest.metadata, { force: true });
   }
-  await conn.run('DROP TABLE IF EXISTS __latest');
   return { rows: Number(counts.rows), ok: Number(counts.ok) };
 }
 
@@ -84,8 +88,8 @@ export function permanentFailureSql(p: RetryPolicy): string {
 }
 
 /**
- * The rows a resumed run leaves alone, as a temp table `__done`: ok rows whose image is still on disk and
- * rows that failed for good. One directory listing, no stat per file.
+ * The rows a resumed run leaves alone, as a temp table `__done` (row, status): ok rows whose image is still
+ * on disk and rows that failed for good. One directory listing, no stat per file.
  */
 export async function buildDoneTable(conn: DuckDBConnection, out: string, logs: string[], policy: RetryPolicy): Promise<string> {
   await conn.run(`CREATE OR REPLACE TEMP TABLE __files (name VARCHAR)`);
@@ -95,7 +99,7 @@ export async function buildDoneTable(conn: DuckDBConnection, out: string, logs: 
     appender.endRow();
   }
   appender.closeSync();
-  await conn.run(`CREATE OR REPLACE TEMP TABLE __done AS SELECT row FROM (${latestSql(logs)})
+  await conn.run(`CREATE OR REPLACE TEMP TABLE __done AS SELECT row, status FROM (${latestSql(logs)})
     WHERE (status = 'ok' AND path IN (SELECT name FROM __files)) OR ${permanentFailureSql(policy)}`);
   await conn.run('DROP TABLE __files');
   return '__done';

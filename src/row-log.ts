@@ -78,11 +78,12 @@ export function logLinesSql(logs: string[]): string {
 }
 
 /**
- * The latest outcome of each row over the given logs: a hash aggregate keeping each column's value at
- * the greatest (run, seq), one entry per row; no sort or window over every line.
+ * The latest outcome of each row over the given logs. Two passes over the lines: first the greatest
+ * (run, seq) of each row (a small hash table of numbers), then the lines that carry it (a streaming
+ * join), so that memory holds one key per row, never the rows' text.
  */
 export function latestSql(logs: string[]): string {
-  const cols = LOG_COLUMNS.map(([k]) => k).filter((k) => k !== 'row');
-  return `SELECT row, ${cols.map((k) => `arg_max(${ident(k)}, __ord) AS ${ident(k)}`).join(', ')}
-    FROM (SELECT *, run::HUGEINT * 4294967296 + seq AS __ord FROM (${logLinesSql(logs)})) GROUP BY row`;
+  const ordered = `SELECT *, run::HUGEINT * 4294967296 + seq AS __ord FROM (${logLinesSql(logs)})`;
+  return `SELECT l.* EXCLUDE (__ord) FROM (${ordered}) l
+    SEMI JOIN (SELECT row, max(__ord) AS __ord FROM (${ordered}) GROUP BY row) k ON k.row = l.row AND k.__ord = l.__ord`;
 }

@@ -2,7 +2,7 @@ import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { FatalError, RowError, UsageError } from './errors.js';
 import type { DownloadOptions } from './options.js';
-import { Source, buildDuplicateTable, countPlan, streamTasks } from './source.js';
+import { Source, buildDuplicateTable, closeDuckDB, countPlan, openDuckDB, streamTasks } from './source.js';
 import type { Plan } from './source.js';
 import { ensureWritableDir } from './output.js';
 import {
@@ -123,7 +123,7 @@ async function runLocked(o: DownloadOptions, source: Source, started: number, ho
           }),
     previousTable: formatChanged && logs.length ? await buildPreviousTable(source.conn, logs) : null,
   };
-  const { selected, todo } = await withWhere(o.where, async () => {
+  const { selected, todo, skippedFailed } = await withWhere(o.where, async () => {
     plan.duplicateTable = await buildDuplicateTable(source, plan);
     return countPlan(source, plan);
   });
@@ -164,10 +164,11 @@ async function runLocked(o: DownloadOptions, source: Source, started: number, ho
   let firstDispatchS: number | null = null;
   hooks.onStart?.((hard) => {
     stopping = true;
+    // The bar ends first, so that what the caller prints next starts on a line of its own.
+    progress.stop();
     if (hard) {
       pool?.abandon();
       log.close();
-      progress.stop();
       lock.release();
     }
   });
@@ -204,15 +205,20 @@ async function runLocked(o: DownloadOptions, source: Source, started: number, ho
   const dest = recordPaths(o.out, o.shard, o.manifest);
   const recordLogs = o.shard ? [logPath(o.out, o.shard)] : allLogPaths(o.out);
   const recordsStarted = Date.now();
+  // The plan's DuckDB goes before the records start: a fresh one holds only what the records need.
+  source.close();
+  const recordsConn = await openDuckDB();
   try {
     await writeRecords(
-      source.conn,
+      recordsConn,
       recordLogs,
       { input: path.resolve(o.input), captionColumn: settings.captionColumn, fallbackCaptionColumn: settings.fallbackCaptionColumn },
       dest,
     );
   } catch (err) {
     throw new FatalError(`could not write the records in ${o.out}: ${duckMessage(err)}; the log in ${stateDir} is intact, rerun to rebuild them`);
+  } finally {
+    closeDuckDB(recordsConn);
   }
   const recordsS = (Date.now() - recordsStarted) / 1000;
   rmSync(tmpDir, { recursive: true, force: true });
@@ -229,7 +235,10 @@ async function runLocked(o: DownloadOptions, source: Source, started: number, ho
     ok: progress.ok,
     failed: progress.failed,
     skipped: selected - todo,
+    skipped_failed: skippedFailed,
     errors: progress.errors,
+    http_statuses: progress.httpStatuses,
+    hints: hints(o, progress.errors, skippedFailed),
     bytes_downloaded: progress.bytes,
     wall_s: wall,
     images_per_s: processed / Math.max(wall, 1e-3),
@@ -246,6 +255,21 @@ async function runLocked(o: DownloadOptions, source: Source, started: number, ho
     records_s: recordsS,
     memory_held_peak_bytes: SharedLimits.peakKiB(limitsBuffer) * 1024,
   };
+}
+
+/** What the user could change, when rows failed in a way a flag decides. */
+function hints(o: DownloadOptions, errors: Record<string, number>, skippedFailed: number): string[] {
+  const out: string[] = [];
+  if (errors.blocked_address && !o.allowPrivateNetwork) {
+    out.push(
+      `${errors.blocked_address} rows were refused as blocked_address (loopback, private or link-local addresses): add --allow-private-network if you mean to fetch them; the rerun retries them`,
+    );
+  }
+  if (errors.opted_out && !o.ignoreOptOut) {
+    out.push(`${errors.opted_out} rows opted out of AI use (X-Robots-Tag noai/noimageai): --ignore-opt-out fetches them; the rerun retries them`);
+  }
+  if (skippedFailed && !o.retryFailed) out.push(`${skippedFailed} of the skipped rows failed for good before: --retry-failed retries them`);
+  return out;
 }
 
 function isValidId(id: string | null): boolean {

@@ -1,6 +1,6 @@
 import prettyBytes from 'pretty-bytes';
 import { Source } from '../source.js';
-import { ident } from '../sql.js';
+import { ident, literal } from '../sql.js';
 import type { OutputFormat, ResizeMode } from '../target-size.js';
 import type { CdnResize } from '../cdn.js';
 import { UsageError } from '../errors.js';
@@ -43,7 +43,7 @@ export async function inspectReport(input: string, o: InspectOptions): Promise<R
   const source = await Source.open(input);
   await source.checkWhere(o.where);
   const c = source.conn;
-  const scan = `read_parquet('${input.replace(/'/g, "''")}')`;
+  const scan = `read_parquet(${literal(input)})`;
   const q = async (sql: string) => (await c.runAndReadAll(sql)).getRowObjectsJS();
   // A present column's "has a value" test: a non-empty list, or non-blank text.
   const filled = (col: string) => (source.isList(col) ? `coalesce(len(${ident(col)}), 0) > 0` : `trim(coalesce(CAST(${ident(col)} AS VARCHAR), '')) <> ''`);
