@@ -3,7 +3,7 @@
  * processed input row, its latest outcome), metadata.parquet (the trainer's view of every ok row) and
  * the done set a resumed run leaves alone.
  */
-import { existsSync, readdirSync, renameSync, rmSync } from 'node:fs';
+import { existsSync, opendirSync, renameSync, rmSync } from 'node:fs';
 import type { DuckDBConnection } from '@duckdb/node-api';
 import { rerunRetriedSql } from './errors.js';
 import { MANIFEST_COLUMNS } from './result.js';
@@ -94,9 +94,16 @@ export function permanentFailureSql(p: RetryPolicy): string {
 export async function buildDoneTable(conn: DuckDBConnection, out: string, logs: string[], policy: RetryPolicy): Promise<string> {
   await conn.run(`CREATE OR REPLACE TEMP TABLE __files (name VARCHAR)`);
   const appender = await conn.createAppender('__files');
-  for (const name of readdirSync(out)) {
-    appender.appendVarchar(name);
-    appender.endRow();
+  // Streamed, and captions left out: an array of a flat folder's 1.1 M names held 140 MB.
+  const dir = opendirSync(out, { bufferSize: 1024 });
+  try {
+    for (let entry = dir.readSync(); entry !== null; entry = dir.readSync()) {
+      if (entry.name.endsWith('.txt')) continue;
+      appender.appendVarchar(entry.name);
+      appender.endRow();
+    }
+  } finally {
+    dir.closeSync();
   }
   appender.closeSync();
   await conn.run(`CREATE OR REPLACE TEMP TABLE __done AS SELECT row, status FROM (${latestSql(logs)})

@@ -25,6 +25,10 @@ export async function openDuckDB(threads = 1): Promise<DuckDBConnection> {
     temp_directory: path.join(os.tmpdir(), `pcb-duckdb-${process.pid}`),
   });
   const conn = await db.connect();
+  // Joins build their hash table on the side the query names second: pcb always names the small sets of
+  // row numbers (done, duplicates, ok rows) there, never the input's scan with its captions, whatever
+  // DuckDB estimates a filtered scan to hold.
+  await conn.run(`SET disabled_optimizers = 'build_side_probe_side'`);
   instances.set(conn, db);
   return conn;
 }

@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { afterAll } from 'vitest';
+import { afterAll, beforeAll } from 'vitest';
 import os from 'node:os';
 import path from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
@@ -45,6 +45,21 @@ export async function query(sql: string): Promise<Record<string, unknown>[]> {
 
 export async function readParquet(file: string, order = 'row'): Promise<Record<string, unknown>[]> {
   return query(`SELECT * FROM read_parquet('${file}') ${order ? `ORDER BY ${order}` : ''}`);
+}
+
+/**
+ * A kit server with `n` small photos for the whole test file: started before its tests, stopped after.
+ * Read `kit.server` and `kit.photos` inside tests (they are set once the file's tests start).
+ */
+export function useKit(n: number, size?: [number, number]): { server: KitServer; photos: KitPhoto[] } {
+  const kit = {} as { server: KitServer; photos: KitPhoto[] };
+  beforeAll(async () => {
+    Object.assign(kit, await smallKit(n, size));
+  });
+  afterAll(async () => {
+    await kit.server?.stop();
+  });
+  return kit;
 }
 
 /** A kit server with small photo-like JPEGs (fast to generate and resize). */

@@ -1,5 +1,5 @@
-/** download() and processRow() in this process, against the kit server: no pool, no CLI. */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+/** download() and processRow() in this process, against the kit kit.server: no pool, no CLI. */
+import { describe, expect, it } from 'vitest';
 import { mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import sharp from 'sharp';
@@ -10,18 +10,9 @@ import { SharedLimits, createSharedBuffer } from '../src/shared-limits.js';
 import { Semaphore } from '../src/semaphore.js';
 import type { RowContext } from '../src/worker-config.js';
 import type { RowTask } from '../src/result.js';
-import { smallKit, tmpDir } from './helpers.js';
-import type { KitServer } from '../src/kit/server.js';
-import type { KitPhoto } from '../src/kit/photos.js';
+import { tmpDir, useKit } from './helpers.js';
 
-let server: KitServer;
-let photos: KitPhoto[];
-beforeAll(async () => {
-  ({ server, photos } = await smallKit(2));
-});
-afterAll(async () => {
-  await server?.stop();
-});
+const kit = useKit(2);
 
 const policy = (over: Partial<DownloadPolicy> = {}): DownloadPolicy => ({
   timeoutMs: 2000,
@@ -39,11 +30,11 @@ describe('download()', () => {
   it('returns the body, counts its bytes against the budget, and gives them back', async () => {
     const p = policy();
     const limits = limitsFor();
-    const got = await download(new URL(server.url(`/img/${photos[0].name}`)), p, createAgent(p, 4), limits);
+    const got = await download(new URL(kit.server.url(`/img/${kit.photos[0].name}`)), p, createAgent(p, 4), limits);
     expect(got.error).toBeNull();
-    expect(Buffer.compare(got.data!, photos[0].data)).toBe(0);
-    expect([got.attempts, got.httpStatus, got.bytes]).toEqual([1, 200, photos[0].data.length]);
-    expect(got.heldKiB).toBe(Math.ceil(photos[0].data.length / 1024));
+    expect(Buffer.compare(got.data!, kit.photos[0].data)).toBe(0);
+    expect([got.attempts, got.httpStatus, got.bytes]).toEqual([1, 200, kit.photos[0].data.length]);
+    expect(got.heldKiB).toBe(Math.ceil(kit.photos[0].data.length / 1024));
     limits.release(got.heldKiB, true, got.ticket);
   });
 
@@ -51,14 +42,14 @@ describe('download()', () => {
     const p = policy({ timeoutMs: 400 });
     const agent = createAgent(p, 4);
     const limits = limitsFor();
-    const before = server.requests.length;
-    const busy = await download(new URL(server.url('/status/503?inproc=1')), p, agent, limits);
+    const before = kit.server.requests.length;
+    const busy = await download(new URL(kit.server.url('/status/503?inproc=1')), p, agent, limits);
     expect([busy.error?.code, busy.httpStatus, busy.attempts]).toEqual(['http_status', 503, 2]);
-    expect(server.requests.length - before).toBe(2);
+    expect(kit.server.requests.length - before).toBe(2);
     const strict = policy({ allowPrivateNetwork: false });
-    const blocked = await download(new URL(server.url(`/img/${photos[0].name}`)), strict, createAgent(strict, 4), limits);
+    const blocked = await download(new URL(kit.server.url(`/img/${kit.photos[0].name}`)), strict, createAgent(strict, 4), limits);
     expect([blocked.error?.code, blocked.attempts]).toEqual(['blocked_address', 0]);
-    const slow = await download(new URL(server.url('/slow-headers')), policy({ timeoutMs: 400, retries: 0 }), agent, limits);
+    const slow = await download(new URL(kit.server.url('/slow-headers')), policy({ timeoutMs: 400, retries: 0 }), agent, limits);
     expect(slow.error?.code).toBe('timeout');
   });
 });
@@ -89,11 +80,11 @@ describe('processRow()', () => {
       srcWidth: 640,
       srcHeight: 480,
     });
-    const ok = await processRow(task(0, server.url(`/img/${photos[0].name}`), null), ctx);
+    const ok = await processRow(task(0, kit.server.url(`/img/${kit.photos[0].name}`), null), ctx);
     expect(ok).toMatchObject({ status: 'ok', error: null, width: 320, height: 256, path: 'r0.png', caption_source: 'fallback', attempts: 1 });
     expect((await sharp(path.join(out, 'r0.png')).metadata()).width).toBe(320);
     expect(readFileSync(path.join(out, 'r0.txt'), 'utf8')).toBe('a, b');
-    const missing = await processRow(task(1, server.url('/status/404'), 'x'), ctx);
+    const missing = await processRow(task(1, kit.server.url('/status/404'), 'x'), ctx);
     expect(missing).toMatchObject({ status: 'failed', error: 'http_status', http_status: 404, attempts: 1, path: null });
   });
 });

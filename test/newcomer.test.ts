@@ -1,21 +1,12 @@
 /** The newcomer's first hour: what a user sees in a terminal, with hints that say which flag to use. */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { existsSync, readFileSync, renameSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
-import { PCB, ROOT, runInPty, runPcb, screen, sh, smallKit, tmpDir, until } from './helpers.js';
+import { PCB, ROOT, runInPty, runPcb, screen, sh, tmpDir, until, useKit } from './helpers.js';
 import { datasetRow, writeParquet } from '../src/kit/dataset.js';
-import type { KitServer } from '../src/kit/server.js';
-import type { KitPhoto } from '../src/kit/photos.js';
 
-let server: KitServer;
-let photos: KitPhoto[];
-beforeAll(async () => {
-  ({ server, photos } = await smallKit(4));
-});
-afterAll(async () => {
-  await server?.stop();
-});
+const kit = useKit(4);
 const workDir = () => tmpDir();
 
 describe('in a terminal', () => {
@@ -24,7 +15,7 @@ describe('in a terminal', () => {
     const input = path.join(dir, 'in.parquet');
     await writeParquet(
       input,
-      Array.from({ length: 120 }, (_, i) => datasetRow(i, server.url(`/delay/100/${photos[i % photos.length].name}?c=${i}`), 640, 480)),
+      Array.from({ length: 120 }, (_, i) => datasetRow(i, kit.server.url(`/delay/100/${kit.photos[i % kit.photos.length].name}?c=${i}`), 640, 480)),
     );
     const run = runInPty(
       [PCB, 'download', input, '--out', path.join(dir, 'out'), '--allow-private-network', '--threads', '1', '--concurrency', '2', '--resolution', '256'],
@@ -49,7 +40,9 @@ describe('in a terminal', () => {
     const input = path.join(dir, 'in.parquet');
     await writeParquet(
       input,
-      Array.from({ length: 60 }, (_, i) => datasetRow(i, server.url(i % 7 ? `/delay/50/${photos[i % photos.length].name}?w=${i}` : '/status/404'), 640, 480)),
+      Array.from({ length: 60 }, (_, i) =>
+        datasetRow(i, kit.server.url(i % 7 ? `/delay/50/${kit.photos[i % kit.photos.length].name}?w=${i}` : '/status/404'), 640, 480),
+      ),
     );
     const run = runInPty(
       [PCB, 'download', input, '--out', path.join(dir, 'out'), '--allow-private-network', '--threads', '1', '--concurrency', '2', '--resolution', '256'],
@@ -94,7 +87,7 @@ describe('hints and policies', () => {
     const input = path.join(dir, 'in.parquet');
     await writeParquet(
       input,
-      Array.from({ length: 5 }, (_, i) => datasetRow(i, server.url(`/img/${photos[i % photos.length].name}`), 640, 480)),
+      Array.from({ length: 5 }, (_, i) => datasetRow(i, kit.server.url(`/img/${kit.photos[i % kit.photos.length].name}`), 640, 480)),
     );
     const out = path.join(dir, 'out');
     const first = await runPcb(['download', input, '--out', out]);
@@ -107,10 +100,10 @@ describe('hints and policies', () => {
   it('says how many skipped rows failed for good and how to retry them; shows the top HTTP statuses', async () => {
     const dir = workDir();
     const input = path.join(dir, 'in.parquet');
-    const urls = ['/status/404', '/status/404', '/status/403', `/img/${photos[0].name}`];
+    const urls = ['/status/404', '/status/404', '/status/403', `/img/${kit.photos[0].name}`];
     await writeParquet(
       input,
-      urls.map((u, i) => datasetRow(i, server.url(`${u}?s=${i}`), 640, 480)),
+      urls.map((u, i) => datasetRow(i, kit.server.url(`${u}?s=${i}`), 640, 480)),
     );
     const out = path.join(dir, 'out');
     const first = await runPcb(['download', input, '--out', out, '--allow-private-network']);
@@ -125,7 +118,7 @@ describe('hints and policies', () => {
     const input = path.join(dir, 'in.parquet');
     await writeParquet(
       input,
-      Array.from({ length: 4 }, (_, i) => datasetRow(i, server.url(i < 3 ? `/status/404?f=${i}` : `/img/${photos[0].name}`), 640, 480)),
+      Array.from({ length: 4 }, (_, i) => datasetRow(i, kit.server.url(i < 3 ? `/status/404?f=${i}` : `/img/${kit.photos[0].name}`), 640, 480)),
     );
     const over = await runPcb(['download', input, '--out', path.join(dir, 'a'), '--allow-private-network', '--quiet', '--max-failure-rate', '0.5']);
     expect(over.code).toBe(3);
@@ -141,7 +134,7 @@ describe('hints and policies', () => {
     const input = path.join(dir, 'in.parquet');
     await writeParquet(
       input,
-      Array.from({ length: 3 }, (_, i) => datasetRow(i, server.url(i ? `/img/${photos[0].name}?x=${i}` : '/status/404'), 640, 480)),
+      Array.from({ length: 3 }, (_, i) => datasetRow(i, kit.server.url(i ? `/img/${kit.photos[0].name}?x=${i}` : '/status/404'), 640, 480)),
     );
     const out = path.join(dir, 'out');
     await runPcb(['download', input, '--out', out, '--allow-private-network', '--quiet']);

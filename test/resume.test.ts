@@ -1,24 +1,15 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { existsSync, readdirSync, rmSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import sharp from 'sharp';
 import { HOST } from '../src/folder.js';
-import { loggedRows, readParquet, runPcb, smallKit, tmpDir, until } from './helpers.js';
+import { loggedRows, readParquet, runPcb, tmpDir, until, useKit } from './helpers.js';
 import { datasetRow, writeParquet } from '../src/kit/dataset.js';
-import type { KitServer } from '../src/kit/server.js';
-import type { KitPhoto } from '../src/kit/photos.js';
 
-let server: KitServer;
-let photos: KitPhoto[];
-beforeAll(async () => {
-  ({ server, photos } = await smallKit(8));
-});
-afterAll(async () => {
-  await server?.stop();
-});
+const kit = useKit(8);
 
 const common = ['--allow-private-network', '--resolution', '256', '--backoff', '0.01', '--retries', '1', '--quiet', '--json'];
-const requested = (tag: string) => server.requests.filter((q) => q.path.includes(tag)).map((q) => Number(/[?&]r=(\d+)/.exec(q.path)?.[1]));
+const requested = (tag: string) => kit.server.requests.filter((q) => q.path.includes(tag)).map((q) => Number(/[?&]r=(\d+)/.exec(q.path)?.[1]));
 
 /** Every image present decodes whole; every caption has its image; no temporary file is left visible. */
 async function checkFolder(out: string): Promise<{ images: string[]; captions: string[] }> {
@@ -40,10 +31,10 @@ describe('resume', () => {
     const input = path.join(dir, 'in.parquet');
     const tag = `res${Date.now()}`;
     const rows = [
-      ...Array.from({ length: 6 }, (_, i) => datasetRow(i, server.url(`/img/${photos[i].name}?t=${tag}&r=${i}`), 640, 480)),
-      datasetRow(6, server.url(`/status/404?t=${tag}&r=6`), 640, 480),
-      datasetRow(7, server.url(`/flaky/${tag}/2/503/${photos[0].name}?t=${tag}&r=7`), 640, 480),
-      datasetRow(8, server.url(`/html?t=${tag}&r=8`), 640, 480),
+      ...Array.from({ length: 6 }, (_, i) => datasetRow(i, kit.server.url(`/img/${kit.photos[i].name}?t=${tag}&r=${i}`), 640, 480)),
+      datasetRow(6, kit.server.url(`/status/404?t=${tag}&r=6`), 640, 480),
+      datasetRow(7, kit.server.url(`/flaky/${tag}/2/503/${kit.photos[0].name}?t=${tag}&r=7`), 640, 480),
+      datasetRow(8, kit.server.url(`/html?t=${tag}&r=8`), 640, 480),
     ];
     await writeParquet(input, rows);
     const out = path.join(dir, 'out');
@@ -51,7 +42,7 @@ describe('resume', () => {
     expect([first.ok, first.failed, first.skipped]).toEqual([6, 3, 0]);
     expect((await readParquet(path.join(out, 'manifest.parquet'))).find((m) => m.row === 7)!.http_status).toBe(503);
 
-    server.requests.length = 0;
+    kit.server.requests.length = 0;
     rmSync(path.join(out, `${rows[2].id}.png`)); // an ok row whose image is gone is done again
     const second = JSON.parse((await runPcb(['download', input, '--out', out, ...common])).stdout);
     expect(requested(tag).sort()).toEqual([2, 7]);
@@ -61,12 +52,12 @@ describe('resume', () => {
     expect(manifest.find((m) => m.row === 7)!.status).toBe('ok');
     expect(manifest.find((m) => m.row === 6)!.error).toBe('http_status');
 
-    server.requests.length = 0;
+    kit.server.requests.length = 0;
     const retry = JSON.parse((await runPcb(['download', input, '--out', out, '--retry-failed', ...common])).stdout);
     expect(requested(tag).sort()).toEqual([6, 8]);
     expect(retry.skipped).toBe(7);
 
-    server.requests.length = 0;
+    kit.server.requests.length = 0;
     const over = JSON.parse((await runPcb(['download', input, '--out', out, '--overwrite', ...common])).stdout);
     expect(requested(tag).sort((a, b) => a - b)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8]);
     expect(over.skipped).toBe(0);
@@ -86,7 +77,7 @@ describe('resume', () => {
     const n = 80;
     await writeParquet(
       input,
-      Array.from({ length: n }, (_, i) => datasetRow(i, server.url(`/delay/150/${photos[i % photos.length].name}?t=${tag}&r=${i}`), 640, 480)),
+      Array.from({ length: n }, (_, i) => datasetRow(i, kit.server.url(`/delay/150/${kit.photos[i % kit.photos.length].name}?t=${tag}&r=${i}`), 640, 480)),
     );
     const out = path.join(dir, 'out');
     let pid = 0;
@@ -116,7 +107,7 @@ describe('resume', () => {
     writeFileSync(path.join(out, `manifest.parquet.tmp-${HOST}-999999`), 'partial');
     // Another host's temporary file may belong to a live run there: it stays.
     writeFileSync(path.join(out, 'manifest.shard-0-of-2.parquet.tmp-otherhost-999999'), 'live elsewhere');
-    server.requests.length = 0;
+    kit.server.requests.length = 0;
     const resumed = await runPcb(['download', input, '--out', out, ...common]);
     expect(resumed.code).toBe(0);
     // Another host's temporary file stays; this host's dead one is gone.
@@ -138,7 +129,7 @@ describe('resume', () => {
     const n = 200;
     await writeParquet(
       input,
-      Array.from({ length: n }, (_, i) => datasetRow(i, server.url(`/delay/100/${photos[i % photos.length].name}?sig=${i}`), 640, 480)),
+      Array.from({ length: n }, (_, i) => datasetRow(i, kit.server.url(`/delay/100/${kit.photos[i % kit.photos.length].name}?sig=${i}`), 640, 480)),
     );
     const out = path.join(dir, 'out');
     let pid = 0;
@@ -167,7 +158,7 @@ describe('resume', () => {
     const input = path.join(dir, 'in.parquet');
     await writeParquet(
       input,
-      Array.from({ length: 200 }, (_, i) => datasetRow(i, server.url(`/delay/100/${photos[i % photos.length].name}?term=${i}`), 640, 480)),
+      Array.from({ length: 200 }, (_, i) => datasetRow(i, kit.server.url(`/delay/100/${kit.photos[i % kit.photos.length].name}?term=${i}`), 640, 480)),
     );
     let pid = 0;
     const term = runPcb(['download', input, '--out', path.join(dir, 'a'), '--threads', '2', '--concurrency', '2', ...common], {

@@ -1,19 +1,10 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import path from 'node:path';
 import { readdirSync } from 'node:fs';
-import { readParquet, runPcb, smallKit, tmpDir } from './helpers.js';
+import { readParquet, runPcb, tmpDir, useKit } from './helpers.js';
 import { datasetRow, writeParquet } from '../src/kit/dataset.js';
-import type { KitServer } from '../src/kit/server.js';
-import type { KitPhoto } from '../src/kit/photos.js';
 
-let server: KitServer;
-let photos: KitPhoto[];
-beforeAll(async () => {
-  ({ server, photos } = await smallKit(6));
-});
-afterAll(async () => {
-  await server?.stop();
-});
+const kit = useKit(6);
 
 const common = ['--allow-private-network', '--resolution', '128', '--threads', '1', '--concurrency', '4', '--quiet', '--json'];
 
@@ -25,7 +16,7 @@ describe('shards', () => {
     const tag = `sh${Date.now()}`;
     await writeParquet(
       input,
-      Array.from({ length: n }, (_, i) => datasetRow(i, server.url(`/img/${photos[i % photos.length].name}?t=${tag}&r=${i}`), 640, 480)),
+      Array.from({ length: n }, (_, i) => datasetRow(i, kit.server.url(`/img/${kit.photos[i % kit.photos.length].name}?t=${tag}&r=${i}`), 640, 480)),
     );
     const out = path.join(dir, 'out');
     const runs = await Promise.all([0, 1, 2, 3].map((i) => runPcb(['download', input, '--out', out, '--shard', `${i}/4`, ...common])));
@@ -33,7 +24,7 @@ describe('shards', () => {
     const counts = runs.map((r) => JSON.parse(r.stdout).ok as number);
     expect(counts.reduce((a, b) => a + b, 0)).toBe(n);
     expect(counts.every((c) => c > 0)).toBe(true);
-    const hits = server.requests.filter((q) => q.path.includes(tag)).map((q) => Number(/r=(\d+)/.exec(q.path)![1]));
+    const hits = kit.server.requests.filter((q) => q.path.includes(tag)).map((q) => Number(/r=(\d+)/.exec(q.path)![1]));
     expect(hits.sort((a, b) => a - b)).toEqual(Array.from({ length: n }, (_, i) => i));
     const files = readdirSync(out);
     for (let i = 0; i < 4; i++) expect(files).toContain(`manifest.shard-${i}-of-4.parquet`);
@@ -46,10 +37,10 @@ describe('shards', () => {
     expect(metadata.length).toBe(n);
 
     // The same rows land in the same shard whatever the chunk size and order.
-    const before = server.requests.length;
+    const before = kit.server.requests.length;
     const again = await runPcb(['download', input, '--out', out, '--shard', '2/4', '--chunk-size', '4096', ...common]);
     expect(JSON.parse(again.stdout)).toMatchObject({ processed: 0, skipped: counts[2] });
-    expect(server.requests.length).toBe(before);
+    expect(kit.server.requests.length).toBe(before);
   });
 
   it('takes the shard from Slurm and Kubernetes environments and says so', async () => {
@@ -57,7 +48,7 @@ describe('shards', () => {
     const input = path.join(dir, 'in.parquet');
     await writeParquet(
       input,
-      Array.from({ length: 20 }, (_, i) => datasetRow(i, server.url(`/img/${photos[i % photos.length].name}?env=${i}`), 640, 480)),
+      Array.from({ length: 20 }, (_, i) => datasetRow(i, kit.server.url(`/img/${kit.photos[i % kit.photos.length].name}?env=${i}`), 640, 480)),
     );
     const explicit = JSON.parse((await runPcb(['download', input, '--out', path.join(dir, 'a'), '--shard', '1/3', ...common])).stdout);
     const slurm = await runPcb(['download', input, '--out', path.join(dir, 'b'), '--allow-private-network', '--resolution', '128', '--threads', '1'], {

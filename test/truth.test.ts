@@ -1,35 +1,27 @@
 /** What pcb hands on is true: run.json, the lock, the log, verify, config, attempts, --where. */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
 import { DuckDBInstance } from '@duckdb/node-api';
-import { query, readParquet, runPcb, smallKit, tmpDir, until } from './helpers.js';
+import { query, readParquet, runPcb, tmpDir, until, useKit } from './helpers.js';
 import { datasetRow, writeParquet, DATASET_COLUMNS } from '../src/kit/dataset.js';
 import { photoSet } from '../src/kit/photos.js';
-import type { KitServer } from '../src/kit/server.js';
 import type { KitPhoto } from '../src/kit/photos.js';
 import { RowLog, latestSql } from '../src/row-log.js';
 import type { RowResult } from '../src/result.js';
 
-let server: KitServer;
-let photos: KitPhoto[];
-beforeAll(async () => {
-  ({ server, photos } = await smallKit(6));
-});
-afterAll(async () => {
-  await server?.stop();
-});
+const kit = useKit(6);
 const workDir = () => tmpDir();
 
-async function inputOf(dir: string, urlPath: (p: KitPhoto, i: number) => string = (p) => `/img/${p.name}`, n = photos.length): Promise<string> {
+async function inputOf(dir: string, urlPath: (p: KitPhoto, i: number) => string = (p) => `/img/${p.name}`, n = kit.photos.length): Promise<string> {
   const file = path.join(dir, 'in.parquet');
   await writeParquet(
     file,
     Array.from({ length: n }, (_, i) => {
-      const p = photos[i % photos.length];
-      return datasetRow(i, server.url(urlPath(p, i)), p.width, p.height);
+      const p = kit.photos[i % kit.photos.length];
+      return datasetRow(i, kit.server.url(urlPath(p, i)), p.width, p.height);
     }),
   );
   return file;
@@ -43,23 +35,23 @@ describe('a folder is made one way', () => {
     const out = path.join(dir, 'tj');
     expect((await runPcb(['download', input, '--out', out, '--format', 'jpeg', '--resolution', '256', ...common])).code).toBe(0);
     const record = readFileSync(path.join(out, '.pcb', 'run.json'), 'utf8');
-    const requests = server.requests.length;
+    const requests = kit.server.requests.length;
     const other = await runPcb(['download', input, '--out', out, '--resize', 'area', '--resolution', '0.5', ...common]);
     expect(other.code).toBe(2);
     expect(other.stderr.trim().split('\n')).toHaveLength(1);
     expect(other.stderr).toMatch(/--resize shortest-side → area.*--resolution 256 → 0\.5.*--format jpeg → png.*--overwrite.*another --out/);
-    expect(server.requests.length).toBe(requests);
+    expect(kit.server.requests.length).toBe(requests);
     expect(readFileSync(path.join(out, '.pcb', 'run.json'), 'utf8')).toBe(record);
     // Settings that do not shape the files may change freely: the rerun resumes.
     const same = JSON.parse(
       (await runPcb(['download', input, '--out', out, '--format', 'jpeg', '--resolution', '256', '--concurrency', '3', '--timeout', '9', ...common])).stdout,
     );
-    expect([same.skipped, same.processed]).toEqual([photos.length, 0]);
+    expect([same.skipped, same.processed]).toEqual([kit.photos.length, 0]);
     const redo = JSON.parse((await runPcb(['download', input, '--out', out, '--format', 'png', '--resolution', '256', '--overwrite', ...common])).stdout);
-    expect(redo.ok).toBe(photos.length);
+    expect(redo.ok).toBe(kit.photos.length);
     const files = readdirSync(out);
     expect(files.filter((f) => f.endsWith('.jpg'))).toEqual([]);
-    expect(files.filter((f) => f.endsWith('.png'))).toHaveLength(photos.length);
+    expect(files.filter((f) => f.endsWith('.png'))).toHaveLength(kit.photos.length);
     expect(JSON.parse(readFileSync(path.join(out, '.pcb', 'run.json'), 'utf8'))).toMatchObject({
       format: 'png',
       resolution: 256,
@@ -221,11 +213,11 @@ describe('counters and errors that tell the truth', () => {
     await writeParquet(
       input,
       [
-        datasetRow(0, server.url(`/img/${photos[0].name}`), 640, 480),
+        datasetRow(0, kit.server.url(`/img/${kit.photos[0].name}`), 640, 480),
         datasetRow(1, 'not a url', 640, 480),
         datasetRow(2, null as unknown as string, 640, 480),
-        datasetRow(3, server.url(`/img/${photos[0].name}`), 640, 480, { id: '../x' }),
-        datasetRow(4, server.url('/status/404'), 640, 480),
+        datasetRow(3, kit.server.url(`/img/${kit.photos[0].name}`), 640, 480, { id: '../x' }),
+        datasetRow(4, kit.server.url('/status/404'), 640, 480),
       ],
       { ...DATASET_COLUMNS, id: 'VARCHAR' },
     );
@@ -339,7 +331,7 @@ describe('pcb config fits SimpleTuner as its code reads it', () => {
     ];
     const set: KitPhoto[] = [];
     for (const s of sizes) set.push((await photoSet(1, s, 85))[0]);
-    for (const p of set) server.put(p.name, p.data);
+    for (const p of set) kit.server.put(p.name, p.data);
     const dir = workDir();
     const kinds: [string, Record<string, string>, (i: number) => unknown][] = [
       ['bigint', DATASET_COLUMNS, (i) => 1_000_000 + i],
@@ -355,7 +347,7 @@ describe('pcb config fits SimpleTuner as its code reads it', () => {
         await writeParquet(
           input,
           set.map((p, i) =>
-            datasetRow(i, server.url(`/img/${p.name}`), p.width, p.height, {
+            datasetRow(i, kit.server.url(`/img/${p.name}`), p.width, p.height, {
               id: id(i),
               cogvlm_caption: i === 3 ? '' : `caption ${i}`,
               tags: i === 3 ? 'fallback, tags' : 'x',
