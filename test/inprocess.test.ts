@@ -1,4 +1,4 @@
-/** download() and processRow() in this process, against the kit kit.server: no pool, no CLI. */
+/** download() and processRow() in this process, against the kit server: no pool, no CLI. */
 import { describe, expect, it } from 'vitest';
 import { mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -84,6 +84,17 @@ describe('processRow()', () => {
     expect(ok).toMatchObject({ status: 'ok', error: null, width: 320, height: 256, path: 'r0.png', caption_source: 'fallback', attempts: 1 });
     expect((await sharp(path.join(out, 'r0.png')).metadata()).width).toBe(320);
     expect(readFileSync(path.join(out, 'r0.txt'), 'utf8')).toBe('a, b');
+    // A bug (anything not a RowError) is internal_error: never disguised as a network or image failure.
+    const buggy = await processRow(task(2, kit.server.url(`/img/${kit.photos[1].name}`), 'x'), {
+      ...ctx,
+      cpu: {
+        use: () => {
+          throw new TypeError('a bug in the resize step');
+        },
+      } as unknown as Semaphore,
+    });
+    expect(buggy).toMatchObject({ status: 'failed', error: 'internal_error', attempts: 1 });
+    expect(buggy.message).toMatch(/unexpected: a bug in the resize step/);
     const missing = await processRow(task(1, kit.server.url('/status/404'), 'x'), ctx);
     expect(missing).toMatchObject({ status: 'failed', error: 'http_status', http_status: 404, attempts: 1, path: null });
   });
