@@ -337,7 +337,7 @@ async function main(): Promise<void> {
       ['server CPU-s', (p) => f2(p.server_cpu_s)],
     ]),
     '',
-    `Floors (one thread, per image, the lower of a measurement before and after the runs): decode ${(decode * 1000).toFixed(0)} ms · bare sharp decode+Lanczos+PNG ${(bare.cpu * 1000).toFixed(0)} ms` +
+    `Floors (one thread, per image, the lower of a measurement before and after the runs): decode ${(decode * 1000).toFixed(0)} ms · bare sharp decode+Lanczos+unfiltered zlib-2 PNG ${(bare.cpu * 1000).toFixed(0)} ms` +
       ` (measured ${(floorsBefore.bare.cpu * 1000).toFixed(0)} and ${(floorsAfter.bare.cpu * 1000).toFixed(0)} ms).`,
     `Pipeline CPU per image at ${full} threads, steady state (a one-row run's startup CPU taken out): ${(best.steady_cpu_per_image_s! * 1000).toFixed(0)} ms = **${f2(result.ratios.pipeline_over_bare)}× the bare-library floor**, ${f2(result.ratios.pipeline_over_decode)}× the decode floor` +
       ` (at 1 thread: ${f2(result.ratios.one_thread_over_bare)}× bare; whole run with startup: ${f2(result.ratios.whole_run_over_bare)}× bare).`,

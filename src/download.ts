@@ -122,12 +122,15 @@ class Deadline {
   private timer: NodeJS.Timeout | null = null;
   private since = 0;
 
-  constructor(private left: number) {
-    this.start();
-  }
+  constructor(private left: number) {}
 
   get signal(): AbortSignal {
     return this.ac.signal;
+  }
+
+  /** Starts the clock, once: later calls (the next redirect hop) change nothing. */
+  begin(): void {
+    if (!this.since) this.start();
   }
 
   private start(): void {
@@ -165,28 +168,21 @@ interface Held {
 
 /** One attempt: the whole redirect chain and the body under one deadline. */
 async function attemptOnce(url: URL, policy: DownloadPolicy, agent: Dispatcher, limits: SharedLimits, held: Held): Promise<Attempt> {
-  let deadline: Deadline | null = null;
+  const deadline = new Deadline(policy.timeoutMs);
   try {
-    return await attemptChain(url, policy, agent, limits, held, () => (deadline ??= new Deadline(policy.timeoutMs)));
+    return await attemptChain(url, policy, agent, limits, held, deadline);
   } finally {
-    (deadline as Deadline | null)?.clear();
+    deadline.clear();
   }
 }
 
-async function attemptChain(
-  url: URL,
-  policy: DownloadPolicy,
-  agent: Dispatcher,
-  limits: SharedLimits,
-  held: Held,
-  startDeadline: () => Deadline,
-): Promise<Attempt> {
+async function attemptChain(url: URL, policy: DownloadPolicy, agent: Dispatcher, limits: SharedLimits, held: Held, deadline: Deadline): Promise<Attempt> {
   let current = url;
   for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
     checkLiteralHost(current, policy.allowPrivateNetwork);
     const release = await limits.acquireHost(current.host);
     // The deadline starts once the first connection slot is ours: waiting for politeness is not the server's fault.
-    const deadline = startDeadline();
+    deadline.begin();
     const signal = deadline.signal;
     held.sent++;
     try {

@@ -44,6 +44,18 @@ export function rerunRetriedSql(): string {
   return `(error IN (${codes}) OR (error = 'http_status' AND (http_status IN (${TRANSIENT_HTTP_STATUSES.join(', ')}) OR http_status BETWEEN 500 AND 599)))`;
 }
 
+/** The flags that lift a refusal by policy; a rerun with the flag retries the rows refused that way. */
+export interface PolicyFlags {
+  allowPrivateNetwork: boolean;
+  ignoreOptOut: boolean;
+}
+
+/** Each refusal by policy, the flag that lifts it, and why rows were refused: the one table behind resume and hints. */
+export const POLICY_REFUSALS: readonly { code: ErrorCode; flag: string; lifted: (p: PolicyFlags) => boolean; why: string }[] = [
+  { code: 'blocked_address', flag: '--allow-private-network', lifted: (p) => p.allowPrivateNetwork, why: 'loopback, private or link-local addresses' },
+  { code: 'opted_out', flag: '--ignore-opt-out', lifted: (p) => p.ignoreOptOut, why: 'the server opted out of AI use: X-Robots-Tag noai/noimageai' },
+];
+
 /** A failure of one row, carried as data from the stage that found it to the manifest. */
 export class RowError extends Error {
   constructor(

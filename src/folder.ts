@@ -133,12 +133,17 @@ export function runRecordPath(out: string): string {
   return path.join(out, STATE_DIR, 'run.json');
 }
 
-export function readRunRecord(out: string): RunRecord | null {
+/** A JSON file pcb wrote, or null when it is missing or torn. */
+export function readJson<T>(file: string): T | null {
   try {
-    return JSON.parse(readFileSync(runRecordPath(out), 'utf8')) as RunRecord;
+    return JSON.parse(readFileSync(file, 'utf8')) as T;
   } catch {
     return null;
   }
+}
+
+export function readRunRecord(out: string): RunRecord | null {
+  return readJson<RunRecord>(runRecordPath(out));
 }
 
 /** The settings of `next` that differ from the folder's, as "--format jpeg → png"; keys an older run.json lacks are not compared. */
@@ -152,8 +157,7 @@ export function settingDifferences(folder: Partial<FileSettings>, next: FileSett
 }
 
 /** A folder is made one way: refuse (exit 2) a run whose file settings differ, unless it redoes everything. */
-export function checkSettings(out: string, next: FileSettings, overwrite: boolean): void {
-  const folder = readRunRecord(out);
+export function checkSettings(out: string, folder: Partial<FileSettings> | null, next: FileSettings, overwrite: boolean): void {
   if (!folder || overwrite) return;
   const diffs = settingDifferences(folder, next);
   if (diffs.length) {

@@ -3,11 +3,11 @@
  * while the run lives. A lock whose holder is gone (a dead pid on this host) or silent (no refresh for
  * minutes, from another host) is taken over with a warning.
  */
-import { readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { FatalError } from './errors.js';
-import { isAlive, writeJsonAtomic } from './folder.js';
+import { isAlive, readJson, writeJsonAtomic } from './folder.js';
 
 export interface LockHolder {
   host: string;
@@ -21,13 +21,7 @@ export const LOCK_REFRESH_MS = 30_000;
 /** A lock from another host not refreshed for this long is taken over. */
 export const LOCK_STALE_MS = 5 * 60_000;
 
-function readHolder(file: string): LockHolder | null {
-  try {
-    return JSON.parse(readFileSync(file, 'utf8')) as LockHolder;
-  } catch {
-    return null;
-  }
-}
+const readHolder = (file: string) => readJson<LockHolder>(file);
 
 /** Why the holder no longer counts, or null while it does. */
 export function staleReason(h: LockHolder, now = Date.now()): string | null {

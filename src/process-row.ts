@@ -5,7 +5,7 @@ import { failedResult } from './result.js';
 import type { ImageSource, RowResult, RowTask } from './result.js';
 import type { RowContext } from './worker-config.js';
 import { parseRowUrl } from './address.js';
-import { checkId, chooseCaption } from './row.js';
+import { captionFileName, checkId, chooseCaption } from './row.js';
 import { download } from './download.js';
 import type { Downloaded } from './download.js';
 import { orientedSize, probe, resizeImage } from './resize.js';
@@ -67,7 +67,7 @@ export async function processRow(task: RowTask, ctx: RowContext): Promise<RowRes
     try {
       await writeAtomic(ctx.out, ctx.tmpDir, name, img.data);
       imageWritten = true;
-      await writeAtomic(ctx.out, ctx.tmpDir, `${id}.txt`, caption.text);
+      await writeAtomic(ctx.out, ctx.tmpDir, captionFileName(name), caption.text);
       // --overwrite into another format: the row's old image goes once the new one is in place.
       if (task.previousPath && task.previousPath !== name) await rm(path.join(ctx.out, path.basename(task.previousPath)), { force: true });
     } catch (err) {

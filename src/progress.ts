@@ -54,16 +54,11 @@ export function barFormat(columns: number, total: number): { format: string; bar
   const n = String(total).length;
   const widest = (withMbps: boolean) =>
     ` ${'9'.repeat(n)}/${'9'.repeat(n)} | 9999.9 img/s${withMbps ? ' | 9999.9 MB/s' : ''} | ok ${'9'.repeat(n)} failed ${'9'.repeat(n)} | ETA 9999h59m`.length;
-  for (const withMbps of [true, false]) {
-    const room = columns - 1 - widest(withMbps);
-    if (room >= 10 || !withMbps) {
-      return {
-        format: `{bar} {value}/{total} | {ips} img/s${withMbps ? ' | {mbps} MB/s' : ''} | ok {ok} failed {failed} | ETA {eta_formatted}`,
-        barsize: Math.max(3, Math.min(40, room)),
-      };
-    }
-  }
-  throw new Error('unreachable');
+  const withMbps = columns - 1 - widest(true) >= 10;
+  return {
+    format: `{bar} {value}/{total} | {ips} img/s${withMbps ? ' | {mbps} MB/s' : ''} | ok {ok} failed {failed} | ETA {eta_formatted}`,
+    barsize: Math.max(3, Math.min(40, columns - 1 - widest(withMbps))),
+  };
 }
 
 /** Counts of a run, the live bar (TTY) or a periodic line (not a TTY), and the failure-rate warning. */

@@ -5,7 +5,8 @@
  */
 import { existsSync, opendirSync, renameSync, rmSync } from 'node:fs';
 import type { DuckDBConnection } from '@duckdb/node-api';
-import { rerunRetriedSql } from './errors.js';
+import { POLICY_REFUSALS, rerunRetriedSql } from './errors.js';
+import type { PolicyFlags } from './errors.js';
 import { MANIFEST_COLUMNS } from './result.js';
 import { latestSql } from './row-log.js';
 import { tempName } from './folder.js';
@@ -74,16 +75,14 @@ export async function writeRecords(
 }
 
 /** What a rerun retries besides transient failures: rows refused by a policy the user has since lifted. */
-export interface RetryPolicy {
+export interface RetryPolicy extends PolicyFlags {
   retryFailed: boolean;
-  allowPrivateNetwork: boolean;
-  ignoreOptOut: boolean;
 }
 
 /** Failed rows a rerun leaves alone: permanent failures, unless their cause is lifted or --retry-failed. */
 export function permanentFailureSql(p: RetryPolicy): string {
   if (p.retryFailed) return 'FALSE';
-  const lifted = [...(p.allowPrivateNetwork ? ['blocked_address'] : []), ...(p.ignoreOptOut ? ['opted_out'] : [])];
+  const lifted = POLICY_REFUSALS.filter((r) => r.lifted(p)).map((r) => r.code);
   return `(status = 'failed' AND NOT ${rerunRetriedSql()}${lifted.length ? ` AND error NOT IN (${lifted.map(literal).join(', ')})` : ''})`;
 }
 

@@ -33,3 +33,9 @@ export function chooseCaption(primary: unknown, fallback: unknown): { text: stri
   if (f) return { text: f, source: 'fallback' };
   return { text: '', source: 'none' };
 }
+
+/** An image's caption file: the same stem, `.txt`. */
+export function captionFileName(imageName: string): string {
+  const dot = imageName.lastIndexOf('.');
+  return `${dot > 0 ? imageName.slice(0, dot) : imageName}.txt`;
+}

@@ -1,6 +1,6 @@
 import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
-import { FatalError, RowError, UsageError } from './errors.js';
+import { FatalError, POLICY_REFUSALS, RowError, UsageError } from './errors.js';
 import type { DownloadOptions } from './options.js';
 import { Source, buildDuplicateTable, closeDuckDB, countPlan, openDuckDB, streamTasks } from './source.js';
 import type { Plan } from './source.js';
@@ -93,7 +93,7 @@ async function runLocked(o: DownloadOptions, source: Source, started: number, ho
   const stateDir = path.join(o.out, STATE_DIR);
   const settings = fileSettings(o, source);
   const before = readRunRecord(o.out);
-  checkSettings(o.out, settings, o.overwrite);
+  checkSettings(o.out, before, settings, o.overwrite);
   // The lock makes this shard's temporary folder ours alone: whatever is in it is a dead run's.
   const tmpDir = tmpDirPath(o.out, o.shard);
   rmSync(tmpDir, { recursive: true, force: true });
@@ -259,15 +259,9 @@ async function runLocked(o: DownloadOptions, source: Source, started: number, ho
 
 /** What the user could change, when rows failed in a way a flag decides. */
 function hints(o: DownloadOptions, errors: Record<string, number>, skippedFailed: number): string[] {
-  const out: string[] = [];
-  if (errors.blocked_address && !o.allowPrivateNetwork) {
-    out.push(
-      `${errors.blocked_address} rows were refused as blocked_address (loopback, private or link-local addresses): add --allow-private-network if you mean to fetch them; the rerun retries them`,
-    );
-  }
-  if (errors.opted_out && !o.ignoreOptOut) {
-    out.push(`${errors.opted_out} rows opted out of AI use (X-Robots-Tag noai/noimageai): --ignore-opt-out fetches them; the rerun retries them`);
-  }
+  const out = POLICY_REFUSALS.filter((r) => errors[r.code] && !r.lifted(o)).map(
+    (r) => `${errors[r.code]} rows were refused as ${r.code} (${r.why}): add ${r.flag} if you mean to fetch them; the rerun retries them`,
+  );
   if (skippedFailed && !o.retryFailed) out.push(`${skippedFailed} of the skipped rows failed for good before: --retry-failed retries them`);
   return out;
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { checkId, chooseCaption } from '../src/row.js';
+import { captionFileName, checkId, chooseCaption } from '../src/row.js';
 import { isBlockedAddress, parseRowUrl } from '../src/address.js';
 import { backoffDelay, isOptedOut, parseRetryAfter } from '../src/download.js';
 import { coveringWidth, imgixUrl } from '../src/cdn.js';
@@ -130,5 +130,16 @@ describe('shards and chunk sizes', () => {
   });
   it('rounds chunk sizes up to whole vectors', () => {
     expect([1, 2048, 2049, 5000].map(roundChunkSize)).toEqual([2048, 2048, 4096, 6144]);
+  });
+});
+
+describe('captionFileName', () => {
+  it('keeps the whole stem, dots included', () => {
+    expect(['1000000.png', 'photo-1.v2.jpg', '.hidden-ok.webp', 'a..png'].map(captionFileName)).toEqual([
+      '1000000.txt',
+      'photo-1.v2.txt',
+      '.hidden-ok.txt',
+      'a..txt',
+    ]);
   });
 });

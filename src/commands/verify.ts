@@ -14,6 +14,7 @@ import { writeRecords } from '../records.js';
 import { failedResult } from '../result.js';
 import { FatalError, RowError } from '../errors.js';
 import { openDuckDB } from '../source.js';
+import { captionFileName } from '../row.js';
 
 export type Problem = 'missing_image' | 'missing_caption' | 'unreadable' | 'wrong_size' | 'stray';
 export interface Finding {
@@ -92,7 +93,7 @@ export async function verifyFolder(out: string, o: { fix: boolean; deep: boolean
         const row = Number(r.row);
         recorded.add(file);
         if (!names.has(file)) return note(row, file, 'missing_image', 'the image is not on disk', r);
-        const caption = `${file.slice(0, file.length - path.extname(file).length)}.txt`;
+        const caption = captionFileName(file);
         if (!names.has(caption)) return note(row, file, 'missing_caption', `${caption} is not on disk`, r);
         const p = await checkImage(path.join(out, file), Number(r.width), Number(r.height), o.deep);
         if (p) note(row, file, p.problem, p.detail, r);
@@ -111,7 +112,7 @@ export async function verifyFolder(out: string, o: { fix: boolean; deep: boolean
       for (const [row, b] of bad) {
         // The next download redoes the row: its files go, and its latest outcome is a write failure (retried by a rerun).
         rmSync(path.join(out, b.path), { force: true });
-        rmSync(path.join(out, `${b.path.slice(0, b.path.length - path.extname(b.path).length)}.txt`), { force: true });
+        rmSync(path.join(out, captionFileName(b.path)), { force: true });
         log.append(
           failedResult(
             { row, id: b.id, url: b.url, caption: null, fallback: null, srcWidth: null, srcHeight: null },
