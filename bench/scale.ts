@@ -14,7 +14,7 @@ import { photoSet } from '../src/kit/photos.js';
 import { writeSyntheticDataset } from '../src/kit/dataset.js';
 import { projectRoot } from '../src/version.js';
 import { RowPool } from '../src/pool.js';
-import { bareWorkerConfig } from '../src/kit/pool-config.js';
+import { bareCapacity, bareWorkerConfig } from '../src/kit/pool-config.js';
 import type { Summary } from '../src/progress.js';
 import { run } from './spawn.js';
 
@@ -63,6 +63,7 @@ async function poolRate(concurrency: number, rows: number): Promise<number> {
   const pool = new RowPool(
     config,
     1,
+    bareCapacity(1, concurrency),
     () => undefined,
     () => undefined,
     fileURLToPath(new URL('./noop-worker.js', import.meta.url)),

@@ -5,7 +5,7 @@
  */
 import { Option } from '@commander-js/extra-typings';
 import { DEFAULT_IMGIX_HOSTS } from './cdn.js';
-import { DEFAULT_USER_AGENT, PNG_DEFAULTS, bytesOption, choiceOption, fractionOption, intOption, numberOption, parseShard } from './options.js';
+import { DEFAULT_USER_AGENT, PNG_DEFAULTS, autoOrInt, bytesOption, choiceOption, fractionOption, intOption, numberOption, parseShard } from './options.js';
 
 const RESIZE_MODES = ['shortest-side', 'area', 'none'] as const;
 const FORMATS = ['png', 'jpeg', 'webp'] as const;
@@ -32,7 +32,10 @@ export const OPT = {
   pngFilter: () => new Option('--png-filter', 'PNG adaptive row filtering (the default)'),
   noPngFilter: () => new Option('--no-png-filter', 'no PNG adaptive row filtering: ~1.6x the bytes on real photos for ~60 % less encode CPU'),
   threads: () => new Option('-t, --threads <n>', 'worker threads [all available cores]').argParser(intOption('--threads', 1, 1024)),
-  concurrency: () => new Option('-c, --concurrency <n>', 'downloads in flight per thread').default(16).argParser(intOption('--concurrency', 1, 1024)),
+  concurrency: () =>
+    new Option('-c, --concurrency <n|auto>', 'downloads in flight: auto follows demand (latency, CPU, hosts, memory); a number fixes it per thread')
+      .default('auto' as const)
+      .argParser(autoOrInt('--concurrency', 1, 1024)),
   chunkSize: () =>
     new Option('--chunk-size <n>', 'rows read from DuckDB per step, rounded up to whole 2048-row vectors')
       .default(2048)
@@ -48,9 +51,10 @@ export const OPT = {
   maxBytes: () => new Option('--max-bytes <n>', 'largest body accepted').default(104857600).argParser(bytesOption('--max-bytes')),
   maxRps: () => new Option('--max-rps <n>', 'request-rate cap for the whole process, retries included').argParser(numberOption('--max-rps', 0)),
   maxHostConnections: () =>
-    new Option('--max-host-connections <n>', 'concurrent connections to one host across all threads')
-      .default(64)
-      .argParser(intOption('--max-host-connections', 1, 100000)),
+    new Option(
+      '--max-host-connections <n>',
+      "hard ceiling on open requests to one host across all threads; below it each host's limit follows its answers [none]",
+    ).argParser(intOption('--max-host-connections', 1, 100000)),
   memoryBudget: () =>
     new Option('--memory-budget <size>', 'cap on downloaded-but-unprocessed bytes across the pool [1/4 of RAM]').argParser(bytesOption('--memory-budget')),
   userAgent: () => new Option('--user-agent <s>', 'User-Agent header').default(DEFAULT_USER_AGENT),

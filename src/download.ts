@@ -3,6 +3,8 @@ import type { Dispatcher } from 'undici';
 import { RowError, isTransient } from './errors.js';
 import { checkLiteralHost, isBlockedAddress } from './address.js';
 import type { SharedLimits } from './shared-limits.js';
+import { classifyAnswer } from './host-limit.js';
+import type { Answer } from './host-limit.js';
 
 export const MAX_REDIRECTS = 5;
 /** A Retry-After longer than this is not waited for in this run: the row stays transient for the next one. */
@@ -31,8 +33,11 @@ export interface Downloaded {
   ticket: number;
 }
 
-/** A keep-alive pool per host for one worker; refuses sockets whose peer address is not public. */
-export function createAgent(policy: DownloadPolicy, connectionsPerHost: number): Agent {
+/**
+ * A keep-alive pool per host for one worker; refuses sockets whose peer address is not public (for TLS,
+ * the address of the socket the handshake ran on). `onConnect` counts the connections opened.
+ */
+export function createAgent(policy: DownloadPolicy, connectionsPerHost: number, onConnect: () => void = () => undefined): Agent {
   // Larger socket reads for multi-MB bodies: fewer parser passes per image (undici's default is 64 KiB).
   const base = buildConnector({ timeout: policy.timeoutMs, highWaterMark: 1 << 20 } as buildConnector.BuildOptions);
   const connect: buildConnector.connector = (opts, cb) => {
@@ -43,6 +48,7 @@ export function createAgent(policy: DownloadPolicy, connectionsPerHost: number):
         socket.destroy();
         return cb(new RowError('blocked_address', `${opts.hostname} resolved to ${addr}, not a public address`), null);
       }
+      onConnect();
       cb(null, socket);
     });
   };
@@ -157,6 +163,8 @@ interface Attempt {
   data: Buffer;
   httpStatus: number;
   bytes: number;
+  /** From the first request slot held to the last byte in. */
+  ms: number;
 }
 /** What one attempt holds: budget KiB, bytes received, requests sent, its ticket for the budget's overdraft. */
 interface Held {
@@ -178,11 +186,15 @@ async function attemptOnce(url: URL, policy: DownloadPolicy, agent: Dispatcher, 
 
 async function attemptChain(url: URL, policy: DownloadPolicy, agent: Dispatcher, limits: SharedLimits, held: Held, deadline: Deadline): Promise<Attempt> {
   let current = url;
+  let since = 0;
   for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
     checkLiteralHost(current, policy.allowPrivateNetwork);
-    const release = await limits.acquireHost(current.host);
+    const permit = await limits.acquireHost(current.host);
+    let answer: Answer = 'neutral';
+    let answerStatus: number | null = null;
     // The deadline starts once the first connection slot is ours: waiting for politeness is not the server's fault.
     deadline.begin();
+    since ||= performance.now();
     const signal = deadline.signal;
     held.sent++;
     try {
@@ -206,6 +218,7 @@ async function attemptChain(url: URL, policy: DownloadPolicy, agent: Dispatcher,
         }
         if (next.protocol !== 'http:' && next.protocol !== 'https:') throw new RowError('bad_url', `redirect to ${next.protocol}`, status);
         current = next;
+        answer = 'clean';
         continue;
       }
       if (status !== 200) {
@@ -236,14 +249,17 @@ async function attemptChain(url: URL, policy: DownloadPolicy, agent: Dispatcher,
         if (!known) held.kib += await deadline.pausedWhile(() => limits.holdChunk(chunk.length, held.ticket));
         chunks.push(chunk);
       }
-      return { data: Buffer.concat(chunks, size), httpStatus: status, bytes: size };
+      answer = 'clean';
+      return { data: Buffer.concat(chunks, size), httpStatus: status, bytes: size, ms: performance.now() - since };
     } catch (err) {
       const e = classifyNetworkError(err);
       // Refused at connect by the address policy: the request never left.
       if (e.code === 'blocked_address') held.sent--;
+      answer = classifyAnswer(e.code, e.httpStatus);
+      answerStatus = e.httpStatus;
       throw e;
     } finally {
-      release();
+      permit.done(answer, answerStatus);
     }
   }
   throw new RowError('too_many_redirects', `more than ${MAX_REDIRECTS} redirects`);
@@ -261,6 +277,9 @@ export async function download(url: URL, policy: DownloadPolicy, agent: Dispatch
       const got = await attemptOnce(url, policy, agent, limits, held);
       // A whole body keeps its overdraft (if it took one) until processing gives its bytes back.
       limits.settle(held.kib);
+      // The network's time for one row, without waits for limits: what the pool's size is set from.
+      limits.count('fetchUs', got.ms * 1000);
+      limits.count('fetches', 1);
       return {
         data: got.data,
         error: null,
@@ -281,7 +300,8 @@ export async function download(url: URL, policy: DownloadPolicy, agent: Dispatch
       if (!transient || attempt >= policy.retries || tooLong) {
         return { data: null, error: e, httpStatus: e.httpStatus, attempts, bytes, heldKiB: 0, ticket: 0 };
       }
-      await sleep(backoffDelay(attempt, policy.backoffMs, e.retryAfterMs));
+      // Backing off is the host's doing: counted as host-bound time.
+      await limits.waiting('hostWaiting', () => sleep(backoffDelay(attempt, policy.backoffMs, e.retryAfterMs)));
     }
   }
 }

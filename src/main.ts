@@ -101,7 +101,7 @@ function buildProgram() {
         timeoutMs: Math.round(opts.timeout * 1000),
         maxBytes: opts.maxBytes,
         maxRps: opts.maxRps ?? null,
-        maxHostConnections: opts.maxHostConnections,
+        maxHostConnections: opts.maxHostConnections ?? null,
         memoryBudgetBytes: opts.memoryBudget ?? defaultMemoryBudget(),
         userAgent: opts.userAgent,
         ignoreOptOut: Boolean(opts.ignoreOptOut),

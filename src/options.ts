@@ -1,4 +1,5 @@
 import os from 'node:os';
+import { readFileSync } from 'node:fs';
 import { InvalidArgumentError } from 'commander';
 import type { OutputFormat, ResizeMode } from './target-size.js';
 import type { CdnResize } from './cdn.js';
@@ -32,14 +33,16 @@ export interface DownloadOptions {
   pngCompression: number;
   pngFilter: boolean;
   threads: number;
-  concurrency: number;
+  /** Rows in flight per thread, fixed; 'auto': the in-flight controller sets them. */
+  concurrency: number | 'auto';
   chunkSize: number;
   retries: number;
   backoffMs: number;
   timeoutMs: number;
   maxBytes: number;
   maxRps: number | null;
-  maxHostConnections: number;
+  /** Hard ceiling on one host's open requests; null: none but the host's own feedback. */
+  maxHostConnections: number | null;
   memoryBudgetBytes: number;
   userAgent: string;
   ignoreOptOut: boolean;
@@ -74,6 +77,19 @@ export function intOption(name: string, min: number, max = Number.MAX_SAFE_INTEG
       throw new InvalidArgumentError(`${name} takes a whole number from ${min}${max < Number.MAX_SAFE_INTEGER ? ` to ${max}` : ' up'}, got '${value}'.`);
     }
     return n;
+  };
+}
+
+/** `auto`, or a whole number in range. */
+export function autoOrInt(name: string, min: number, max: number) {
+  const int = intOption(name, min, max);
+  return (value: string): number | 'auto' => {
+    if (value.trim() === 'auto') return 'auto';
+    try {
+      return int(value);
+    } catch {
+      throw new InvalidArgumentError(`${name} takes auto or a whole number from ${min} to ${max}, got '${value}'.`);
+    }
   };
 }
 
@@ -166,6 +182,17 @@ export function shardFromEnvironment(env: NodeJS.ProcessEnv, shardCount: number 
 
 export function defaultThreads(): number {
   return os.availableParallelism();
+}
+
+/** The soft limit on open files (sockets included), from /proc on Linux; 1024 where it cannot be read. */
+export function openFileLimit(): number {
+  try {
+    const m = /^Max open files\s+(\d+)/m.exec(readFileSync('/proc/self/limits', 'utf8'));
+    if (m) return Number(m[1]);
+  } catch {
+    // not Linux
+  }
+  return 1024;
 }
 
 export function defaultMemoryBudget(): number {

@@ -7,14 +7,15 @@ import { SharedLimits } from './shared-limits.js';
 export const FETCH_RESIZE_WORKER = fileURLToPath(new URL('./workers/fetch-resize.js', import.meta.url));
 
 /**
- * A Piscina pool with backpressure: submit() waits while `threads × concurrency` rows plus a small
- * queue are in flight, so the main thread never holds more than that plus one chunk. The wait is a
- * counter and one promise: O(1) per row at any capacity.
+ * A Piscina pool with backpressure: submit() waits while `capacity` rows are in flight, so the main
+ * thread never holds more than that plus one chunk. The capacity is fixed (--concurrency n) or moved
+ * by the in-flight controller each tick (auto). The wait is a counter and one promise: O(1) per row at
+ * any capacity.
  */
 export class RowPool {
   private readonly piscina: Piscina;
-  private readonly capacity: number;
-  private inFlight = 0;
+  private capacity: number;
+  private _inFlight = 0;
   /** The one submit() waiting for room (the main loop submits one row at a time). */
   private roomWaiter: (() => void) | null = null;
   private idleWaiters: (() => void)[] = [];
@@ -23,6 +24,7 @@ export class RowPool {
   constructor(
     config: WorkerConfig,
     threads: number,
+    capacity: number,
     private readonly onResult: (r: RowResult) => void,
     private readonly onCrash: (task: RowTask, err: unknown) => void,
     filename = FETCH_RESIZE_WORKER,
@@ -31,7 +33,7 @@ export class RowPool {
       filename,
       minThreads: threads,
       maxThreads: threads,
-      concurrentTasksPerWorker: config.concurrency,
+      concurrentTasksPerWorker: config.tasksPerWorker,
       idleTimeout: 60_000,
       workerData: config,
     });
@@ -40,21 +42,35 @@ export class RowPool {
       SharedLimits.settleWorker(config.limits.buffer, w.id);
     });
     this.piscina.on('error', () => undefined);
-    this.capacity = threads * config.concurrency + threads * 2;
+    this.capacity = capacity;
+  }
+
+  get inFlight(): number {
+    return this._inFlight;
+  }
+
+  /** Rows allowed in flight from now on; a raise lets a waiting submit() through at once. */
+  setCapacity(n: number): void {
+    this.capacity = Math.max(1, n);
+    if (this._inFlight < this.capacity) this.wake();
+  }
+
+  private wake(): void {
+    const room = this.roomWaiter;
+    this.roomWaiter = null;
+    room?.();
   }
 
   async submit(task: RowTask): Promise<void> {
-    while (this.inFlight >= this.capacity)
+    while (this._inFlight >= this.capacity)
       await new Promise<void>((r) => {
         this.roomWaiter = r;
       });
-    this.inFlight++;
+    this._inFlight++;
     void this.runTask(task).finally(() => {
-      this.inFlight--;
-      const room = this.roomWaiter;
-      this.roomWaiter = null;
-      room?.();
-      if (this.inFlight === 0) for (const w of this.idleWaiters.splice(0)) w();
+      this._inFlight--;
+      this.wake();
+      if (this._inFlight === 0) for (const w of this.idleWaiters.splice(0)) w();
     });
   }
 
@@ -78,7 +94,7 @@ export class RowPool {
 
   /** Resolves when every submitted row has settled. */
   drain(): Promise<void> {
-    return this.inFlight === 0
+    return this._inFlight === 0
       ? Promise.resolve()
       : new Promise((r) => {
           this.idleWaiters.push(r);

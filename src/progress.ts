@@ -2,6 +2,18 @@ import cliProgress from 'cli-progress';
 import pc from 'picocolors';
 import prettyBytes from 'pretty-bytes';
 import type { RowResult } from './result.js';
+import type { Bound } from './in-flight.js';
+
+/** One of the busiest hosts: the limit on open requests it settled on, and the pushback it gave. */
+export interface HostSummary {
+  host: string;
+  rows: number;
+  limit: number;
+  http_429: number;
+  http_503: number;
+  /** Timeouts and dropped connections. */
+  drops: number;
+}
 
 export interface Summary {
   input: string;
@@ -26,7 +38,19 @@ export interface Summary {
   images_per_s: number;
   images_per_s_per_thread: number;
   threads: number;
-  concurrency: number;
+  concurrency: number | 'auto';
+  /** The most rows in the pool at once, and the in-flight limit at the end. */
+  in_flight_peak: number;
+  in_flight_limit: number;
+  /** Share of the run (while the input lasted) that each stage held it back: cpu, network, host, budget. */
+  limited_by: Record<Bound, number>;
+  /** What bound the run and what to change, or that nothing needs changing. */
+  limited_by_hint: string | null;
+  hosts: HostSummary[];
+  /** Requests sent (retries and redirects' first hops included). */
+  requests: number;
+  /** Connections opened across the pool: well under the requests when keep-alive holds. */
+  connections_opened: number;
   interrupted: boolean;
   /** Seconds from start to the first row handed to the pool (planning time, resume included). */
   first_dispatch_s: number | null;
@@ -53,10 +77,11 @@ const WARN_RATE = 0.2;
 export function barFormat(columns: number, total: number): { format: string; barsize: number } {
   const n = String(total).length;
   const widest = (withMbps: boolean) =>
-    ` ${'9'.repeat(n)}/${'9'.repeat(n)} | 9999.9 img/s${withMbps ? ' | 9999.9 MB/s' : ''} | ok ${'9'.repeat(n)} failed ${'9'.repeat(n)} | ETA 9999h59m`.length;
+    ` ${'9'.repeat(n)}/${'9'.repeat(n)} | 9999.9 img/s${withMbps ? ' | 9999.9 MB/s' : ''} | 99999 in flight | ok ${'9'.repeat(n)} failed ${'9'.repeat(n)} | ETA 9999h59m`
+      .length;
   const withMbps = columns - 1 - widest(true) >= 10;
   return {
-    format: `{bar} {value}/{total} | {ips} img/s${withMbps ? ' | {mbps} MB/s' : ''} | ok {ok} failed {failed} | ETA {eta_formatted}`,
+    format: `{bar} {value}/{total} | {ips} img/s${withMbps ? ' | {mbps} MB/s' : ''} | {inflight} in flight | ok {ok} failed {failed} | ETA {eta_formatted}`,
     barsize: Math.max(3, Math.min(40, columns - 1 - widest(withMbps))),
   };
 }
@@ -67,6 +92,9 @@ export class Progress {
   failed = 0;
   bytes = 0;
   renditionFallbacks = 0;
+  requests = 0;
+  /** Rows in flight now, for the bar (set once the pool runs). */
+  inFlight: () => number = () => 0;
   readonly errors: Record<string, number> = {};
   /** Failed rows by HTTP status (http_status errors). */
   readonly httpStatuses: Record<string, number> = {};
@@ -112,7 +140,7 @@ export class Progress {
 
   private payload() {
     const s = Math.max(this.elapsedS, 1e-3);
-    return { ips: (this.done / s).toFixed(1), mbps: (this.bytes / 1e6 / s).toFixed(1), ok: this.ok, failed: this.failed };
+    return { ips: (this.done / s).toFixed(1), mbps: (this.bytes / 1e6 / s).toFixed(1), inflight: this.inFlight(), ok: this.ok, failed: this.failed };
   }
 
   private line(): void {
@@ -120,7 +148,7 @@ export class Progress {
     const left = this.total - this.done;
     const eta = this.done ? Math.round((left * this.elapsedS) / this.done) : NaN;
     this.stream.write(
-      `pcb: ${this.done}/${this.total} rows | ${p.ips} img/s | ${p.mbps} MB/s | ok ${p.ok} failed ${p.failed}${Number.isFinite(eta) ? ` | ETA ${eta}s` : ''}\n`,
+      `pcb: ${this.done}/${this.total} rows | ${p.ips} img/s | ${p.mbps} MB/s | ${p.inflight} in flight | ok ${p.ok} failed ${p.failed}${Number.isFinite(eta) ? ` | ETA ${eta}s` : ''}\n`,
     );
   }
 
@@ -134,6 +162,7 @@ export class Progress {
       if (r.error === 'http_status' && r.http_status !== null) this.httpStatuses[r.http_status] = (this.httpStatuses[r.http_status] ?? 0) + 1;
     }
     this.bytes += r.bytes;
+    this.requests += r.attempts;
     this.recent.push(r.status === 'ok' ? null : r.error);
     if (this.recent.length > WINDOW) this.recent.shift();
     if (this.stopped) return;
@@ -180,6 +209,12 @@ function topStatuses(m: Record<string, number>): string {
   );
 }
 
+/** "CPU 92 % · network 5 % · host 3 % · budget 0 %" */
+function formatShares(shares: Record<Bound, number>): string {
+  const names: Record<Bound, string> = { cpu: 'CPU', network: 'network', host: 'host', budget: 'memory budget' };
+  return (Object.keys(names) as Bound[]).map((k) => `${names[k]} ${Math.round(shares[k] * 100)} %`).join(' · ');
+}
+
 const plural = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
 
 export function formatSummary(s: Summary): string {
@@ -198,9 +233,18 @@ export function formatSummary(s: Summary): string {
     ...(s.errors.internal_error
       ? [pc.yellow(`  ${s.errors.internal_error} rows hit a bug in pcb (internal_error): please report it, with their message from the manifest`)]
       : []),
-    `  ${s.wall_s.toFixed(1)} s wall · ${s.images_per_s.toFixed(2)} img/s · ${s.images_per_s_per_thread.toFixed(2)} img/s per thread (${plural(s.threads, 'thread')} × ${s.concurrency}) · ${prettyBytes(s.bytes_downloaded)} downloaded`,
+    `  ${s.wall_s.toFixed(1)} s wall · ${s.images_per_s.toFixed(2)} img/s · ${s.images_per_s_per_thread.toFixed(2)} img/s per thread (${plural(s.threads, 'thread')}) · ${prettyBytes(s.bytes_downloaded)} downloaded`,
+    ...(s.requests
+      ? [
+          `  in flight: up to ${s.in_flight_peak} rows (${s.concurrency === 'auto' ? `auto, last limit ${s.in_flight_limit}` : `--concurrency ${s.concurrency}`}) · ${plural(s.requests, 'request')} on ${plural(s.connections_opened, 'connection')}`,
+        ]
+      : []),
+    ...(s.limited_by_hint ? [`  limited by: ${formatShares(s.limited_by)}`, `    ${s.limited_by_hint}`] : []),
+    ...s.hosts.map(
+      (h) => `  host ${h.host}: ${plural(h.rows, 'row')}, limit ${h.limit} open requests, ${h.http_429} × 429, ${h.http_503} × 503, ${h.drops} timeouts/drops`,
+    ),
     ...(s.rendition_fallbacks !== null
-      ? [`  --cdn-resize: ${s.ok - s.rendition_fallbacks} from renditions, ${s.rendition_fallbacks} from originals (no covering rendition)`]
+      ? [`  --cdn-resize: ${s.ok - s.rendition_fallbacks} from renditions · originals used after a rendition fell short: ${s.rendition_fallbacks}`]
       : []),
     `  images and captions in ${s.out}`,
     `  manifest ${s.manifest}`,

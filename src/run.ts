@@ -27,7 +27,10 @@ import { RowPool } from './pool.js';
 import type { WorkerConfig } from './worker-config.js';
 import { SharedLimits, createSharedBuffer } from './shared-limits.js';
 import { Progress } from './progress.js';
-import type { Summary } from './progress.js';
+import type { HostSummary, Summary } from './progress.js';
+import { RunMonitor, poolBounds } from './run-monitor.js';
+import { boundHint } from './bound-hint.js';
+import { openFileLimit } from './options.js';
 import { checkId } from './row.js';
 import { failedResult } from './result.js';
 import type { RowResult } from './result.js';
@@ -90,6 +93,16 @@ export async function runDownload(o: DownloadOptions, hooks: RunHooks = {}): Pro
 }
 
 async function runLocked(o: DownloadOptions, source: Source, started: number, hooks: RunHooks, lock: FolderLock): Promise<Summary> {
+  const { settings, tmpDir, formatBefore } = prepareFolder(o, source);
+  const planned = await planRows(o, source, settings, formatBefore);
+  const run = await dispatchRows(o, source, planned, { started, tmpDir, hooks, lock });
+  const records = await rebuildRecords(o, source, settings);
+  rmSync(tmpDir, { recursive: true, force: true });
+  return summarize(o, planned, run, records);
+}
+
+/** The folder made ours: its settings checked and recorded, a fresh temporary folder, dead runs' temps gone. */
+function prepareFolder(o: DownloadOptions, source: Source): { settings: FileSettings; tmpDir: string; formatBefore: string | null } {
   const stateDir = path.join(o.out, STATE_DIR);
   const settings = fileSettings(o, source);
   const before = readRunRecord(o.out);
@@ -102,9 +115,21 @@ async function runLocked(o: DownloadOptions, source: Source, started: number, ho
   removeStaleTemps(stateDir);
   const record: RunRecord = { ...settings, input: path.resolve(o.input), where: o.where, limit: o.limit, cdnResize: o.cdnResize };
   writeJsonAtomic(runRecordPath(o.out), record);
+  return { settings, tmpDir, formatBefore: before?.format ?? null };
+}
 
+interface Planned {
+  plan: Plan;
+  selected: number;
+  todo: number;
+  skippedFailed: number;
+}
+
+/** What this run does: the rows selected (where → shard → limit), less those done before. */
+async function planRows(o: DownloadOptions, source: Source, settings: FileSettings, formatBefore: string | null): Promise<Planned> {
   const logs = allLogPaths(o.out);
-  const formatChanged = o.overwrite && before !== null && before.format !== o.format;
+  // --overwrite into another format: the rows' old images go once their new ones are in place.
+  const formatChanged = o.overwrite && formatBefore !== null && formatBefore !== o.format;
   const plan: Plan = {
     urlColumn: o.urlColumn,
     idColumn: o.idColumn,
@@ -123,19 +148,29 @@ async function runLocked(o: DownloadOptions, source: Source, started: number, ho
           }),
     previousTable: formatChanged && logs.length ? await buildPreviousTable(source.conn, logs) : null,
   };
-  const { selected, todo, skippedFailed } = await withWhere(o.where, async () => {
+  const counts = await withWhere(o.where, async () => {
     plan.duplicateTable = await buildDuplicateTable(source, plan);
     return countPlan(source, plan);
   });
+  return { plan, ...counts };
+}
 
-  const log = new RowLog(logPath(o.out, o.shard));
-  const progress = new Progress(todo, { quiet: o.quiet || o.json, warn: !o.quiet, tty: Boolean(process.stderr.isTTY) });
-  const settle = (r: RowResult) => {
-    log.append(r);
-    progress.add(r);
-  };
-  const limitsBuffer = createSharedBuffer(o.threads);
-  const config: WorkerConfig = {
+/** What the dispatch stage leaves for the summary. */
+interface Dispatched {
+  progress: Progress;
+  stopping: boolean;
+  firstDispatchS: number | null;
+  limitsBuffer: SharedArrayBuffer;
+  monitor: RunMonitor | null;
+}
+
+/** Rows per worker under auto: a bound on sockets (half the process's open files), not on throughput. */
+function autoTasksPerWorker(threads: number): number {
+  return Math.max(16, Math.min(512, Math.floor(openFileLimit() / 2 / threads)));
+}
+
+function workerConfig(o: DownloadOptions, tmpDir: string, limitsBuffer: SharedArrayBuffer): WorkerConfig {
+  return {
     out: path.resolve(o.out),
     tmpDir: path.resolve(tmpDir),
     resize: { mode: o.resize, resolution: o.resolution, format: o.format, quality: o.quality, pngCompression: o.pngCompression, pngFilter: o.pngFilter },
@@ -150,26 +185,60 @@ async function runLocked(o: DownloadOptions, source: Source, started: number, ho
     },
     cdnResize: o.cdnResize,
     cdnHosts: o.cdnHosts,
-    concurrency: o.concurrency,
+    tasksPerWorker: o.concurrency === 'auto' ? autoTasksPerWorker(o.threads) : o.concurrency + 2,
     limits: { buffer: limitsBuffer, maxRps: o.maxRps, maxHostConnections: o.maxHostConnections, memoryBudgetBytes: o.memoryBudgetBytes },
+  };
+}
+
+/** The pool at work: rows streamed from DuckDB, each settled row logged, the in-flight limit following demand. */
+async function dispatchRows(
+  o: DownloadOptions,
+  source: Source,
+  { plan, todo }: Planned,
+  run: { started: number; tmpDir: string; hooks: RunHooks; lock: FolderLock },
+): Promise<Dispatched> {
+  const log = new RowLog(logPath(o.out, o.shard));
+  const progress = new Progress(todo, { quiet: o.quiet || o.json, warn: !o.quiet, tty: Boolean(process.stderr.isTTY) });
+  const limitsBuffer = createSharedBuffer(o.threads);
+  const config = workerConfig(o, run.tmpDir, limitsBuffer);
+  let monitor: RunMonitor | null = null;
+  const settle = (r: RowResult) => {
+    log.append(r);
+    progress.add(r);
+    monitor?.settled(r.url);
   };
   const pool =
     todo > 0
-      ? new RowPool(config, o.threads, settle, (task, err) => {
-          settle(failedResult(task, new RowError('internal_error', `worker crashed: ${(err as Error)?.message ?? err}`), Date.now()));
-        })
+      ? new RowPool(
+          config,
+          o.threads,
+          poolBounds({ threads: o.threads, perThread: o.concurrency === 'auto' ? null : o.concurrency, tasksPerWorker: config.tasksPerWorker }).start,
+          settle,
+          (task, err) => {
+            settle(failedResult(task, new RowError('internal_error', `worker crashed: ${(err as Error)?.message ?? err}`), Date.now()));
+          },
+        )
       : null;
+  if (pool) {
+    monitor = new RunMonitor(limitsBuffer, pool, {
+      threads: o.threads,
+      perThread: o.concurrency === 'auto' ? null : o.concurrency,
+      tasksPerWorker: config.tasksPerWorker,
+    });
+    monitor.start();
+    progress.inFlight = () => pool.inFlight;
+  }
 
   let stopping = false;
   let firstDispatchS: number | null = null;
-  hooks.onStart?.((hard) => {
+  run.hooks.onStart?.((hard) => {
     stopping = true;
     // The bar ends first, so that what the caller prints next starts on a line of its own.
     progress.stop();
     if (hard) {
       pool?.abandon();
       log.close();
-      lock.release();
+      run.lock.release();
     }
   });
 
@@ -182,11 +251,12 @@ async function runLocked(o: DownloadOptions, source: Source, started: number, ho
             settle(failedResult(task, new RowError('duplicate_id', `id ${task.id} already appears in an earlier row`), Date.now()));
             continue;
           }
-          firstDispatchS ??= (Date.now() - started) / 1000;
+          firstDispatchS ??= (Date.now() - run.started) / 1000;
           await pool!.submit(task);
         }
       }
     });
+    monitor?.inputDone();
     if (pool) {
       if (stopping) {
         // Let rows in flight finish for a few seconds; the rest are redone by the next run.
@@ -197,11 +267,16 @@ async function runLocked(o: DownloadOptions, source: Source, started: number, ho
       }
     }
   } finally {
+    monitor?.stop();
     progress.stop();
     log.close();
     if (pool) await pool.destroy().catch(() => undefined);
   }
+  return { progress, stopping, firstDispatchS, limitsBuffer, monitor };
+}
 
+/** manifest.parquet and metadata.parquet rebuilt from the logs, in a DuckDB of their own. */
+async function rebuildRecords(o: DownloadOptions, source: Source, settings: FileSettings): Promise<{ dest: ReturnType<typeof recordPaths>; recordsS: number }> {
   const dest = recordPaths(o.out, o.shard, o.manifest);
   const recordLogs = o.shard ? [logPath(o.out, o.shard)] : allLogPaths(o.out);
   const recordsStarted = Date.now();
@@ -216,15 +291,33 @@ async function runLocked(o: DownloadOptions, source: Source, started: number, ho
       dest,
     );
   } catch (err) {
-    throw new FatalError(`could not write the records in ${o.out}: ${duckMessage(err)}; the log in ${stateDir} is intact, rerun to rebuild them`);
+    throw new FatalError(
+      `could not write the records in ${o.out}: ${duckMessage(err)}; the log in ${path.join(o.out, STATE_DIR)} is intact, rerun to rebuild them`,
+    );
   } finally {
     closeDuckDB(recordsConn);
   }
-  const recordsS = (Date.now() - recordsStarted) / 1000;
-  rmSync(tmpDir, { recursive: true, force: true });
+  return { dest, recordsS: (Date.now() - recordsStarted) / 1000 };
+}
+
+/** The hosts with the most rows, with the limit each settled on and the pushback it gave. */
+function hostSummaries(run: Dispatched, o: DownloadOptions): HostSummary[] {
+  if (!run.monitor) return [];
+  return run.monitor.busiestHosts(5).map(({ host, rows }) => {
+    const r = SharedLimits.hostReport(run.limitsBuffer, host, o.maxHostConnections);
+    return { host, rows, limit: r.limit, http_429: r.http429, http_503: r.http503, drops: r.drops };
+  });
+}
+
+function summarize(o: DownloadOptions, planned: Planned, run: Dispatched, records: { dest: ReturnType<typeof recordPaths>; recordsS: number }): Summary {
+  const { progress } = run;
+  const { selected, todo, skippedFailed } = planned;
   const wall = progress.elapsedS;
   const cpu = process.cpuUsage();
   const processed = progress.done;
+  const limitedBy = run.monitor?.shares() ?? { cpu: 0, network: 0, host: 0, budget: 0 };
+  const hosts = hostSummaries(run, o);
+  const snap = SharedLimits.snapshot(run.limitsBuffer);
   return {
     input: o.input,
     out: o.out,
@@ -245,15 +338,27 @@ async function runLocked(o: DownloadOptions, source: Source, started: number, ho
     images_per_s_per_thread: processed / Math.max(wall, 1e-3) / o.threads,
     threads: o.threads,
     concurrency: o.concurrency,
-    interrupted: stopping,
-    manifest: dest.manifest,
-    metadata: dest.metadata,
-    first_dispatch_s: firstDispatchS,
+    in_flight_peak: run.monitor?.peakInFlight ?? 0,
+    in_flight_limit: run.monitor?.limit ?? 0,
+    limited_by: limitedBy,
+    limited_by_hint: boundHint(limitedBy, {
+      concurrency: o.concurrency,
+      maxHostConnections: o.maxHostConnections,
+      maxRps: o.maxRps,
+      pushback: hosts.reduce((n, h) => n + h.http_429 + h.http_503, 0),
+    }),
+    hosts,
+    requests: progress.requests,
+    connections_opened: snap.connections,
+    interrupted: run.stopping,
+    manifest: records.dest.manifest,
+    metadata: records.dest.metadata,
+    first_dispatch_s: run.firstDispatchS,
     cpu_s: (cpu.user + cpu.system) / 1e6,
     peak_rss_bytes: process.resourceUsage().maxRSS * 1024,
     rendition_fallbacks: o.cdnResize === 'none' ? null : progress.renditionFallbacks,
-    records_s: recordsS,
-    memory_held_peak_bytes: SharedLimits.peakKiB(limitsBuffer) * 1024,
+    records_s: records.recordsS,
+    memory_held_peak_bytes: SharedLimits.peakKiB(run.limitsBuffer) * 1024,
   };
 }
 

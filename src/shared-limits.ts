@@ -1,26 +1,47 @@
 /**
  * Limits shared by every worker thread of the pool through one SharedArrayBuffer: a request-rate
- * scheduler (--max-rps), a per-host connection cap and the downloaded-bytes budget (--memory-budget).
+ * scheduler (--max-rps), a per-host limit on open requests that follows each host's answers (see
+ * host-limit.ts; --max-host-connections is its ceiling), the downloaded-bytes budget (--memory-budget),
+ * and the gauges the main thread samples to size the pool and say what bound the run.
  * Each worker also keeps what it holds in a ledger slot of its own, so that when a worker dies the main
- * thread gives back its host slots and bytes (a dead thread's `finally` blocks never run).
+ * thread gives back its host slots, bytes and gauges (a dead thread's `finally` blocks never run).
  * Hand-written because no kept library shares state across worker_threads.
  */
+import { HOST_LIMIT, initialHostLimit, nextHostLimit } from './host-limit.js';
+import type { Answer } from './host-limit.js';
+
 const HOST_SLOTS = 1024;
-/** Per ledger slot: owner thread id, KiB held, KiB of them settled (whole bodies), then a count per host slot. */
-const LEDGER_WIDTH = 3 + HOST_SLOTS;
+/** Where no --max-host-connections is set: a bound on sockets, not a politeness rule. */
+export const HOST_CEILING = 4096;
+/** Gauges a worker keeps in its ledger slot: rows in each state right now, and its event loop's use (‰). */
+export const GAUGES = ['ready', 'busy', 'hostWaiting', 'budgetWaiting', 'loop'] as const;
+export type Gauge = (typeof GAUGES)[number];
+/** Per ledger slot: owner thread id, KiB held, KiB of them settled (whole bodies), the gauges, then a count per host slot. */
+const LEDGER_HEAD = 3 + GAUGES.length;
+const LEDGER_WIDTH = LEDGER_HEAD + HOST_SLOTS;
 /** Header: next request time (µs, BigInt64) · KiB held · KiB settled · the most KiB ever held · the overdraft ticket. */
 const HEADER_BYTES = 24;
+/** Running totals (BigInt64): µs of successful downloads, their count, connections opened. */
+const COUNTERS = ['fetchUs', 'fetches', 'connections'] as const;
+type Counter = (typeof COUNTERS)[number];
+/** Per host slot, Int32: open requests · limit ×1024 (0: not yet set) · threshold ×1024 · 429s · 503s · timeouts and dropped connections. */
+const HOST_FIELDS = ['open', 'limit', 'threshold', 'http429', 'http503', 'drops'] as const;
+type HostField = (typeof HOST_FIELDS)[number];
+const FIXED = 1024;
 
 export interface SharedLimitsInit {
   buffer: SharedArrayBuffer;
   maxRps: number | null;
-  maxHostConnections: number;
+  /** The hard ceiling on one host's limit; null: HOST_CEILING. */
+  maxHostConnections: number | null;
   memoryBudgetBytes: number;
 }
 
 /** Room for `workers` live workers at once (crashed ones are replaced, and their slots freed). */
 export function createSharedBuffer(workers: number): SharedArrayBuffer {
-  return new SharedArrayBuffer(HEADER_BYTES + HOST_SLOTS * 4 + ledgerSlots(workers) * LEDGER_WIDTH * 4);
+  return new SharedArrayBuffer(
+    HEADER_BYTES + COUNTERS.length * 8 + HOST_SLOTS * 8 + HOST_SLOTS * HOST_FIELDS.length * 4 + ledgerSlots(workers) * LEDGER_WIDTH * 4,
+  );
 }
 
 function ledgerSlots(workers: number): number {
@@ -29,22 +50,31 @@ function ledgerSlots(workers: number): number {
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-function hostSlot(host: string): number {
+export function hostSlot(host: string): number {
   let h = 2166136261;
   for (let i = 0; i < host.length; i++) h = Math.imul(h ^ host.charCodeAt(i), 16777619);
   return (h >>> 0) % HOST_SLOTS;
 }
 
 function views(buffer: SharedArrayBuffer) {
-  const ledgerInts = (buffer.byteLength - HEADER_BYTES - HOST_SLOTS * 4) / 4;
+  let at = HEADER_BYTES;
+  const counters = new BigInt64Array(buffer, at, COUNTERS.length);
+  at += COUNTERS.length * 8;
+  const lastCut = new BigInt64Array(buffer, at, HOST_SLOTS);
+  at += HOST_SLOTS * 8;
+  const host = Object.fromEntries(HOST_FIELDS.map((f, k) => [f, new Int32Array(buffer, at + k * HOST_SLOTS * 4, HOST_SLOTS)])) as Record<HostField, Int32Array>;
+  at += HOST_FIELDS.length * HOST_SLOTS * 4;
+  const ledgerInts = (buffer.byteLength - at) / 4;
   return {
     next: new BigInt64Array(buffer, 0, 1),
     held: new Int32Array(buffer, 8, 1),
     settled: new Int32Array(buffer, 12, 1),
     peak: new Int32Array(buffer, 16, 1),
     overdraft: new Int32Array(buffer, 20, 1),
-    hosts: new Int32Array(buffer, HEADER_BYTES, HOST_SLOTS),
-    ledger: new Int32Array(buffer, HEADER_BYTES + HOST_SLOTS * 4, ledgerInts),
+    counters,
+    lastCut,
+    host,
+    ledger: new Int32Array(buffer, at, ledgerInts),
     slots: ledgerInts / LEDGER_WIDTH,
   };
 }
@@ -52,6 +82,23 @@ function views(buffer: SharedArrayBuffer) {
 /** Waits with a growing pause (2 → 50 ms) until `ready()` says go. */
 async function until(ready: () => boolean): Promise<void> {
   for (let delay = 2; !ready(); delay = Math.min(delay * 2, 50)) await sleep(delay);
+}
+
+/** What the main thread reads each tick: the gauges summed over live workers, and the running totals. */
+export type Snapshot = Record<Gauge, number> & Record<Counter, number>;
+
+/** One host's state, for the summary. */
+export interface HostReport {
+  limit: number;
+  open: number;
+  http429: number;
+  http503: number;
+  drops: number;
+}
+
+/** A held request slot on one host: give it back with the answer, which moves the host's limit. */
+export interface HostPermit {
+  done(answer: Answer, httpStatus?: number | null): void;
 }
 
 export class SharedLimits {
@@ -83,27 +130,111 @@ export class SharedLimits {
       const slot = prev > floor ? prev : floor;
       if (Atomics.compareExchange(this.v.next, 0, prev, slot + interval) !== prev) continue;
       const waitUs = slot - now;
-      if (waitUs > 0n) await sleep(Number(waitUs / 1000n));
+      if (waitUs > 0n) await this.waiting('hostWaiting', () => sleep(Number(waitUs / 1000n)));
       return;
     }
   }
 
-  /** Holds one of the host's connection slots, shared by all workers, until release() is called. */
-  async acquireHost(host: string): Promise<() => void> {
+  /** Counts this worker's row in a gauge while `wait` runs. */
+  async waiting<T>(gauge: Gauge, wait: () => Promise<T>): Promise<T> {
+    this.gauge(gauge, 1);
+    try {
+      return await wait();
+    } finally {
+      this.gauge(gauge, -1);
+    }
+  }
+
+  gauge(gauge: Gauge, delta: number): void {
+    Atomics.add(this.v.ledger, this.mine + 3 + GAUGES.indexOf(gauge), delta);
+  }
+
+  setGauge(gauge: Gauge, value: number): void {
+    Atomics.store(this.v.ledger, this.mine + 3 + GAUGES.indexOf(gauge), value);
+  }
+
+  count(counter: Counter, n: number): void {
+    Atomics.add(this.v.counters, COUNTERS.indexOf(counter), BigInt(Math.round(n)));
+  }
+
+  private get hostCeiling(): number {
+    return this.init.maxHostConnections ?? HOST_CEILING;
+  }
+
+  /** The host's limit now (whole requests). */
+  private hostLimit(i: number): number {
+    const fx = Atomics.load(this.v.host.limit, i);
+    const limit = fx === 0 ? initialHostLimit(this.hostCeiling).limit : fx / FIXED;
+    return Math.max(HOST_LIMIT.min, Math.min(this.hostCeiling, Math.floor(limit)));
+  }
+
+  /**
+   * Holds one of the host's request slots, shared by all workers, under the host's limit; the permit's
+   * done() gives it back with the answer. Waiters sleep on the slot's counter and wake when it moves.
+   */
+  async acquireHost(host: string): Promise<HostPermit> {
     const i = hostSlot(host);
-    const cap = this.init.maxHostConnections;
-    await until(() => {
-      const cur = Atomics.load(this.v.hosts, i);
-      return cur < cap && Atomics.compareExchange(this.v.hosts, i, cur, cur + 1) === cur;
-    });
-    Atomics.add(this.v.ledger, this.mine + 3 + i, 1);
+    const open = this.v.host.open;
+    let counted = false;
+    let cur = 0;
+    for (;;) {
+      cur = Atomics.load(open, i);
+      const limit = this.hostLimit(i);
+      if (cur < limit) {
+        if (Atomics.compareExchange(open, i, cur, cur + 1) === cur) break;
+        continue;
+      }
+      if (!counted) {
+        counted = true;
+        this.gauge('hostWaiting', 1);
+      }
+      const w = Atomics.waitAsync(open, i, cur, 50);
+      if (w.async) await w.value;
+    }
+    if (counted) this.gauge('hostWaiting', -1);
+    Atomics.add(this.v.ledger, this.mine + LEDGER_HEAD + i, 1);
+    const sentAt = BigInt(Date.now());
+    // A limit nobody pressed against says nothing about what the host can take.
+    const tested = counted || cur + 1 >= this.hostLimit(i) * 0.75;
     let released = false;
-    return () => {
-      if (released) return;
-      released = true;
-      Atomics.sub(this.v.ledger, this.mine + 3 + i, 1);
-      Atomics.sub(this.v.hosts, i, 1);
+    return {
+      done: (answer, httpStatus = null) => {
+        if (released) return;
+        released = true;
+        Atomics.sub(this.v.ledger, this.mine + LEDGER_HEAD + i, 1);
+        Atomics.sub(open, i, 1);
+        const grew = this.feedback(i, answer, httpStatus, sentAt, tested);
+        Atomics.notify(open, i, grew ? 2 : 1);
+      },
     };
+  }
+
+  /** Moves the host's limit after one answer; true when it rose by a whole request. */
+  private feedback(i: number, answer: Answer, httpStatus: number | null, sentAt: bigint, tested: boolean): boolean {
+    const h = this.v.host;
+    if (answer === 'pushback') {
+      const field = httpStatus === 429 ? 'http429' : httpStatus === 503 ? 'http503' : 'drops';
+      Atomics.add(h[field], i, 1);
+    }
+    const ceiling = this.hostCeiling;
+    let sinceCut = true;
+    if (answer === 'pushback') {
+      // One cut per round trip: only the first answer to a request sent after the last cut makes the next.
+      const last = Atomics.load(this.v.lastCut, i);
+      sinceCut = sentAt >= last && Atomics.compareExchange(this.v.lastCut, i, last, BigInt(Date.now())) === last;
+    }
+    for (;;) {
+      const fx = Atomics.load(h.limit, i);
+      const init = initialHostLimit(ceiling);
+      const thr = Atomics.load(h.threshold, i);
+      const state = { limit: fx === 0 ? init.limit : fx / FIXED, threshold: thr === 0 ? init.threshold : thr / FIXED };
+      const next = nextHostLimit(state, answer, { ceiling, tested, sinceCut });
+      if (next === state) return false;
+      const nextFx = Math.max(1, Math.round(next.limit * FIXED));
+      if (Atomics.compareExchange(h.limit, i, fx, nextFx) !== fx) continue;
+      Atomics.store(h.threshold, i, Math.max(1, Math.round(Math.min(next.threshold, HOST_CEILING) * FIXED)));
+      return Math.floor(next.limit) > Math.floor(state.limit);
+    }
   }
 
   private get capKiB(): number {
@@ -121,10 +252,16 @@ export class SharedLimits {
 
   /** Before a request: waits while the budget is spent (one download may always run). */
   async waitForRoom(): Promise<void> {
-    await until(() => {
+    await this.untilRoom(() => {
       const cur = Atomics.load(this.v.held, 0);
       return cur < this.capKiB || cur === 0;
     });
+  }
+
+  /** until(), with the row counted as waiting for the budget when it has to wait at all. */
+  private async untilRoom(ready: () => boolean): Promise<void> {
+    if (ready()) return;
+    await this.waiting('budgetWaiting', () => until(ready));
   }
 
   /**
@@ -133,7 +270,7 @@ export class SharedLimits {
    */
   async reserve(bytes: number): Promise<number> {
     const kib = Math.ceil(bytes / 1024);
-    await until(() => {
+    await this.untilRoom(() => {
       const cur = Atomics.load(this.v.held, 0);
       return (cur + kib <= this.capKiB || cur === 0) && Atomics.compareExchange(this.v.held, 0, cur, cur + kib) === cur;
     });
@@ -156,7 +293,7 @@ export class SharedLimits {
    */
   async holdChunk(bytes: number, ticket: number): Promise<number> {
     const kib = Math.ceil(bytes / 1024);
-    await until(() => {
+    await this.untilRoom(() => {
       const cur = Atomics.load(this.v.held, 0);
       if (cur + kib <= this.capKiB && Atomics.compareExchange(this.v.held, 0, cur, cur + kib) === cur) return true;
       const owner = Atomics.compareExchange(this.v.overdraft, 0, 0, ticket);
@@ -202,7 +339,37 @@ export class SharedLimits {
   }
 
   static hostConnections(buffer: SharedArrayBuffer, host: string): number {
-    return Atomics.load(views(buffer).hosts, hostSlot(host));
+    return Atomics.load(views(buffer).host.open, hostSlot(host));
+  }
+
+  /** The gauges summed over live workers, and the running totals. */
+  static snapshot(buffer: SharedArrayBuffer): Snapshot {
+    const v = views(buffer);
+    const out = {} as Snapshot;
+    GAUGES.forEach((g, k) => {
+      let n = 0;
+      for (let s = 0; s < v.slots; s++) if (Atomics.load(v.ledger, s * LEDGER_WIDTH) !== 0) n += Atomics.load(v.ledger, s * LEDGER_WIDTH + 3 + k);
+      out[g] = n;
+    });
+    COUNTERS.forEach((c, k) => {
+      out[c] = Number(Atomics.load(v.counters, k));
+    });
+    return out;
+  }
+
+  /** A host's limit and the pushback it gave (hosts that share a slot share these). */
+  static hostReport(buffer: SharedArrayBuffer, host: string, maxHostConnections: number | null): HostReport {
+    const v = views(buffer);
+    const i = hostSlot(host);
+    const ceiling = maxHostConnections ?? HOST_CEILING;
+    const fx = Atomics.load(v.host.limit, i);
+    return {
+      limit: Math.min(ceiling, Math.floor(fx === 0 ? initialHostLimit(ceiling).limit : fx / FIXED)),
+      open: Atomics.load(v.host.open, i),
+      http429: Atomics.load(v.host.http429, i),
+      http503: Atomics.load(v.host.http503, i),
+      drops: Atomics.load(v.host.drops, i),
+    };
   }
 
   /**
@@ -220,12 +387,14 @@ export class SharedLimits {
       Atomics.sub(v.settled, 0, settled);
       let connections = 0;
       for (let i = 0; i < HOST_SLOTS; i++) {
-        const n = Atomics.exchange(v.ledger, base + 3 + i, 0);
+        const n = Atomics.exchange(v.ledger, base + LEDGER_HEAD + i, 0);
         if (n) {
-          Atomics.sub(v.hosts, i, n);
+          Atomics.sub(v.host.open, i, n);
+          Atomics.notify(v.host.open, i);
           connections += n;
         }
       }
+      for (let g = 0; g < GAUGES.length; g++) Atomics.store(v.ledger, base + 3 + g, 0);
       // Its overdraft ticket, if any, dies with it.
       const owned = Math.floor(Atomics.load(v.overdraft, 0) / 0x10000) === s + 1;
       if (owned) Atomics.store(v.overdraft, 0, 0);

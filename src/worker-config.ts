@@ -19,7 +19,8 @@ export interface RowSettings {
 
 /** Everything a worker needs, sent once when the pool starts. */
 export interface WorkerConfig extends RowSettings {
-  concurrency: number;
+  /** Rows one worker may hold at once (Piscina's concurrentTasksPerWorker), and its connections per host. */
+  tasksPerWorker: number;
   limits: SharedLimitsInit;
 }
 

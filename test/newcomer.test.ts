@@ -56,7 +56,10 @@ describe('in a terminal', () => {
       expect(b.length, b).toBeLessThanOrEqual(80);
       expect(b).toMatch(/ok \d+ failed \d+ \| ETA \S+$/);
     }
-    expect(raw).toMatch(/\(1 thread × 2\)/);
+    expect(raw).toMatch(/\(1 thread\)/);
+    // The bar shows the requests in flight; the summary the most rows in flight and the fixed setting.
+    expect(bars.some((b) => /\| \d+ in flight \|/.test(b))).toBe(true);
+    expect(raw).toMatch(/in flight: up to \d+ rows \(--concurrency 2\)/);
   });
 
   it('a closed pipe is a clean exit: no EPIPE, no stack trace', () => {

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import path from 'node:path';
 import { RowPool } from '../src/pool.js';
 import { SharedLimits } from '../src/shared-limits.js';
-import { bareWorkerConfig } from '../src/kit/pool-config.js';
+import { bareCapacity, bareWorkerConfig } from '../src/kit/pool-config.js';
 import type { RowResult, RowTask } from '../src/result.js';
 
 const fixture = (name: string) => path.join(import.meta.dirname, 'fixtures', name);
@@ -19,6 +19,7 @@ describe('RowPool', () => {
     const pool = new RowPool(
       c,
       1,
+      bareCapacity(1, 4),
       (r) => results.push(r),
       (t) => crashed.push(t),
       fixture('crash-worker.mjs'),
@@ -43,6 +44,7 @@ describe('RowPool', () => {
       const pool = new RowPool(
         config(1, concurrency),
         1,
+        bareCapacity(1, concurrency),
         () => undefined,
         () => undefined,
         fixture('noop-worker.mjs'),

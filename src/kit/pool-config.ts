@@ -2,15 +2,20 @@
 import type { WorkerConfig } from '../worker-config.js';
 import { createSharedBuffer } from '../shared-limits.js';
 
-export function bareWorkerConfig(threads: number, concurrency: number, maxHostConnections = 64): WorkerConfig {
+export function bareWorkerConfig(threads: number, concurrency: number, maxHostConnections: number | null = 64): WorkerConfig {
   return {
     out: '/nonexistent',
     tmpDir: '/nonexistent',
     cdnResize: 'none',
     cdnHosts: [],
-    concurrency,
+    tasksPerWorker: concurrency + 2,
     resize: { mode: 'shortest-side', resolution: 1024, format: 'png', quality: 95, pngCompression: 6, pngFilter: true },
     policy: { timeoutMs: 1000, maxBytes: 1, retries: 0, backoffMs: 0, userAgent: 'x', allowPrivateNetwork: false, ignoreOptOut: false },
     limits: { buffer: createSharedBuffer(threads), maxRps: null, maxHostConnections, memoryBudgetBytes: 2 ** 30 },
   };
+}
+
+/** What a fixed --concurrency gives the pool: `concurrency` per thread plus two ready. */
+export function bareCapacity(threads: number, concurrency: number): number {
+  return threads * (concurrency + 2);
 }

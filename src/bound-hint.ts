@@ -1,0 +1,42 @@
+/** What bound a run, in a sentence: the stage that held it back most, and what would move it (or that nothing needs to). */
+import type { Bound } from './in-flight.js';
+
+export interface BoundContext {
+  concurrency: number | 'auto';
+  maxHostConnections: number | null;
+  maxRps: number | null;
+  /** Pushback answers (429/503) from every host. */
+  pushback: number;
+}
+
+/** The stage with the largest share; null when nothing was measured (an empty or instant run). */
+export function dominantBound(shares: Record<Bound, number>): Bound | null {
+  const [top, share] = (Object.entries(shares) as [Bound, number][]).sort((a, b) => b[1] - a[1])[0];
+  return share > 0 ? top : null;
+}
+
+export function boundHint(shares: Record<Bound, number>, c: BoundContext): string | null {
+  const top = dominantBound(shares);
+  if (top === null) return null;
+  const pct = `${Math.round(shares[top] * 100)} %`;
+  switch (top) {
+    case 'cpu':
+      return `CPU-bound (${pct} of the run): every worker was busy resizing; nothing to change but more cores (--threads) or cheaper output (--format jpeg)`;
+    case 'network':
+      return c.concurrency === 'auto'
+        ? `network-bound (${pct} of the run): workers waited for bytes with the CPU free; the link's bandwidth is the limit: --cdn-resize imgix fetches smaller renditions`
+        : `network-bound (${pct} of the run): workers waited for bytes with the CPU free; drop --concurrency ${c.concurrency} (auto keeps enough downloads in flight)`;
+    case 'host': {
+      const ceilings = [
+        c.maxHostConnections !== null ? `--max-host-connections ${c.maxHostConnections}` : null,
+        c.maxRps !== null ? `--max-rps ${c.maxRps}` : null,
+      ].filter(Boolean);
+      if (c.pushback > 0 || !ceilings.length) {
+        return `host-bound (${pct} of the run): the hosts pushed back (${c.pushback} answers of 429/503) and pcb held each at the limit it accepts; spread the rows over more hosts, or nothing to change`;
+      }
+      return `host-bound (${pct} of the run): requests waited for ${ceilings.join(' and ')}; raise it if the host allows`;
+    }
+    case 'budget':
+      return `memory-bound (${pct} of the run): downloads waited for room in --memory-budget; raise it if the machine has the memory`;
+  }
+}

@@ -1,0 +1,54 @@
+/**
+ * The per-host limit on open requests, as an algorithm on two numbers (after TCP's congestion window and
+ * Netflix's AIMD limit): pushback (429, 503, a timeout, a dropped connection) cuts the limit to 0.7 of
+ * itself, once per round trip; clean answers raise it, doubling per round trip until the host first
+ * pushes back, then by one per round trip. Pure: SharedLimits stores the state and enforces it.
+ */
+import type { ErrorCode } from './errors.js';
+
+/** How one answer bears on the host's limit. */
+export type Answer = 'clean' | 'pushback' | 'neutral';
+
+export interface HostLimitState {
+  /** Open requests allowed (fractional: congestion avoidance adds 1/limit per answer). */
+  limit: number;
+  /** Below it, each clean answer adds one (slow start); at or above it, 1/limit. */
+  threshold: number;
+}
+
+export const HOST_LIMIT = {
+  /** Where every host starts: today's fixed cap, so a fast host loses nothing at the start. */
+  initial: 64,
+  /** Multiplicative cut on pushback (CUBIC's β): gentler than halving, so the average stays near the host's cap. */
+  backoff: 0.7,
+  min: 1,
+} as const;
+
+/** 429, 503, timeouts and connection failures are the host saying "less"; 2xx-5xx others are clean; our own refusals say nothing. */
+export function classifyAnswer(code: ErrorCode | null, httpStatus: number | null): Answer {
+  if (code === null) return 'clean';
+  if (code === 'timeout' || code === 'network') return 'pushback';
+  if (code === 'http_status') return httpStatus === 429 || httpStatus === 503 ? 'pushback' : 'clean';
+  if (code === 'too_many_redirects' || code === 'bad_url') return 'clean';
+  return 'neutral';
+}
+
+export function initialHostLimit(ceiling: number): HostLimitState {
+  return { limit: Math.min(HOST_LIMIT.initial, ceiling), threshold: ceiling };
+}
+
+/**
+ * The next state after one answer. `tested`: the limit was nearly reached when the request went out (a
+ * limit that nobody pressed against is not evidence the host can take more). `sinceCut`: the request
+ * was sent after the last cut (answers to requests from before it tell of the old limit: one cut per round trip).
+ */
+export function nextHostLimit(s: HostLimitState, answer: Answer, o: { ceiling: number; tested: boolean; sinceCut: boolean }): HostLimitState {
+  if (answer === 'pushback') {
+    if (!o.sinceCut) return s;
+    const limit = Math.max(HOST_LIMIT.min, Math.floor(s.limit * HOST_LIMIT.backoff));
+    return { limit, threshold: limit };
+  }
+  if (answer === 'neutral' || !o.tested) return s;
+  const step = s.limit < s.threshold ? 1 : 1 / s.limit;
+  return { limit: Math.min(o.ceiling, s.limit + step), threshold: s.threshold };
+}

@@ -1,0 +1,178 @@
+/**
+ * The main thread's view of the pool while rows flow: samples the workers' gauges (shared-limits.ts)
+ * every few milliseconds, feeds the in-flight controller each tick and applies its number to the pool
+ * (`--concurrency auto`), and counts what bound each tick, for the summary and its hints.
+ */
+import os from 'node:os';
+import { CPU_BOUND, InFlightController, START_PER_THREAD, classifyTick } from './in-flight.js';
+import type { Bound, DemandSample } from './in-flight.js';
+import { SharedLimits } from './shared-limits.js';
+import type { Snapshot } from './shared-limits.js';
+
+const SAMPLE_MS = 20;
+const SAMPLES_PER_TICK = 5;
+/** Hosts remembered for the summary: enough for any real list of CDNs, bounded for a list of a million hosts. */
+const MAX_HOSTS = 10_000;
+
+export interface PoolLike {
+  readonly inFlight: number;
+  setCapacity(n: number): void;
+}
+
+export interface MonitorOptions {
+  threads: number;
+  /** null: auto; a number: that many per thread, fixed. */
+  perThread: number | null;
+  /** Rows a worker may hold (Piscina's concurrentTasksPerWorker): the pool never asks for more. */
+  tasksPerWorker: number;
+}
+
+/** Rows in flight the pool starts with and never goes below or above. */
+export function poolBounds(o: MonitorOptions): { start: number; min: number; max: number } {
+  if (o.perThread !== null) {
+    const fixed = o.threads * o.perThread + o.threads * 2;
+    return { start: fixed, min: fixed, max: fixed };
+  }
+  return { start: o.threads * START_PER_THREAD, min: o.threads * 10, max: o.threads * o.tasksPerWorker };
+}
+
+export class RunMonitor {
+  private readonly controller: InFlightController | null;
+  private timer: NodeJS.Timeout | null = null;
+  private samples = 0;
+  private sums = { ready: 0, busy: 0, hostWaiting: 0, budgetWaiting: 0, loop: 0 };
+  private last: Snapshot;
+  private fetchMs: number | null = null;
+  /** Process CPU ms per settled row, smoothed. */
+  private cpuPerRowMs: number | null = null;
+  private lastCpu = process.cpuUsage();
+  private lastMachine = machineTimes();
+  private settledRows = 0;
+  private lastSettled = 0;
+  /** Cores the run can keep busy: its threads, or the machine's cores if fewer. */
+  private readonly cores: number;
+  private exhausted = false;
+  readonly ticks: Record<Bound, number> = { cpu: 0, network: 0, host: 0, budget: 0 };
+  peakInFlight = 0;
+  private readonly hostRows = new Map<string, number>();
+
+  constructor(
+    private readonly buffer: SharedArrayBuffer,
+    private readonly pool: PoolLike,
+    private readonly o: MonitorOptions,
+  ) {
+    const b = poolBounds(o);
+    this.controller = o.perThread === null ? new InFlightController({ threads: o.threads, min: b.min, max: b.max }) : null;
+    this.last = SharedLimits.snapshot(buffer);
+    this.cores = Math.max(1, Math.min(o.threads, os.availableParallelism()));
+  }
+
+  get limit(): number {
+    return this.controller?.limit ?? poolBounds(this.o).start;
+  }
+
+  start(): void {
+    this.timer = setInterval(() => this.sample(), SAMPLE_MS);
+    this.timer.unref();
+  }
+
+  /** The input has run out: from now on the pool empties by design, which says nothing about bounds. */
+  inputDone(): void {
+    this.exhausted = true;
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+  }
+
+  /** A row settled: counted for the CPU per row, and its host for the summary's busiest hosts. */
+  settled(url: string | null): void {
+    this.settledRows++;
+    let host: string;
+    try {
+      host = new URL(url ?? '').host;
+    } catch {
+      return;
+    }
+    const n = this.hostRows.get(host);
+    if (n !== undefined) this.hostRows.set(host, n + 1);
+    else if (this.hostRows.size < MAX_HOSTS) this.hostRows.set(host, 1);
+  }
+
+  /** The hosts with the most rows, busiest first. */
+  busiestHosts(n: number): { host: string; rows: number }[] {
+    return [...this.hostRows]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, n)
+      .map(([host, rows]) => ({ host, rows }));
+  }
+
+  /** Share of the run's ticks bound by each stage (before the input ran out). */
+  shares(): Record<Bound, number> {
+    const total = Object.values(this.ticks).reduce((a, b) => a + b, 0);
+    const out = { cpu: 0, network: 0, host: 0, budget: 0 };
+    if (total) for (const k of Object.keys(out) as Bound[]) out[k] = this.ticks[k] / total;
+    return out;
+  }
+
+  private sample(): void {
+    const s = SharedLimits.snapshot(this.buffer);
+    this.sums.ready += s.ready;
+    this.sums.busy += s.busy;
+    this.sums.hostWaiting += s.hostWaiting;
+    this.sums.budgetWaiting += s.budgetWaiting;
+    this.sums.loop += s.loop;
+    this.peakInFlight = Math.max(this.peakInFlight, this.pool.inFlight);
+    if (++this.samples < SAMPLES_PER_TICK) return;
+    this.tick(s);
+  }
+
+  private tick(s: Snapshot): void {
+    const n = this.samples;
+    const now = performance.now();
+    const cpu = process.cpuUsage(this.lastCpu);
+    const cpuMs = (cpu.user + cpu.system) / 1000;
+    this.cpuPerRowMs = smoothed(this.cpuPerRowMs, cpuMs * 1000, this.settledRows - this.lastSettled);
+    this.lastCpu = process.cpuUsage();
+    this.lastSettled = this.settledRows;
+    const machine = machineTimes();
+    const machineBusy = 1 - (machine.idle - this.lastMachine.idle) / Math.max(1, machine.total - this.lastMachine.total);
+    this.lastMachine = machine;
+    const sample: DemandSample = {
+      inFlight: this.pool.inFlight,
+      ready: this.sums.ready / n,
+      // Room on the CPU: none when the machine's cores are busy, or when every worker's CPU slot or event loop is.
+      busy: Math.min(1, Math.max(this.sums.busy / n / this.o.threads, this.sums.loop / 1000 / n / this.o.threads, machineBusy)),
+      hostWaiting: this.sums.hostWaiting / n,
+      budgetWaiting: this.sums.budgetWaiting / n,
+      capacity: this.cpuPerRowMs ? (this.cores * 1000) / this.cpuPerRowMs : null,
+      fetchMs: (this.fetchMs = smoothed(this.fetchMs, s.fetchUs - this.last.fetchUs, s.fetches - this.last.fetches)),
+      exhausted: this.exhausted,
+    };
+    this.last = s;
+    this.samples = 0;
+    this.sums = { ready: 0, busy: 0, hostWaiting: 0, budgetWaiting: 0, loop: 0 };
+    // Ticks with work to spare say what bound the run; once the input has run out, an idle pool bounds nothing.
+    if (sample.inFlight > 0 && (!this.exhausted || sample.busy >= CPU_BOUND)) this.ticks[classifyTick(sample)]++;
+    if (this.controller) this.pool.setCapacity(this.controller.onSample(sample, now));
+  }
+}
+
+/** CPU time of every core of the machine, idle and in all, in ms since boot. */
+function machineTimes(): { idle: number; total: number } {
+  let idle = 0;
+  let total = 0;
+  for (const c of os.cpus()) {
+    idle += c.times.idle;
+    total += c.times.user + c.times.nice + c.times.sys + c.times.idle + c.times.irq;
+  }
+  return { idle, total };
+}
+
+/** A running mean in ms of `us` over `n` events, smoothed across ticks; unchanged without events. */
+function smoothed(prev: number | null, us: number, n: number): number | null {
+  if (n <= 0) return prev;
+  const ms = us / n / 1000;
+  return prev === null ? ms : prev * 0.7 + ms * 0.3;
+}
