@@ -7,6 +7,7 @@ import { datasetRow, writeParquet, writeSyntheticDataset } from '../src/kit/data
 import { photoSet } from '../src/kit/photos.js';
 import type { KitServer } from '../src/kit/server.js';
 import type { KitPhoto } from '../src/kit/photos.js';
+import { formatSummary } from '../src/progress.js';
 
 let server: KitServer;
 let photos: KitPhoto[];
@@ -172,6 +173,9 @@ describe('fit the trainer', () => {
       ).stdout,
     );
     expect(fellBack.rendition_fallbacks).toBe(SIZES.length);
+    // The text summary names them too, not only --json.
+    expect(formatSummary(fellBack)).toContain(`originals used after a rendition fell short: ${SIZES.length}`);
+    expect(formatSummary(viaCdn)).toContain(`--cdn-resize: ${SIZES.length} from renditions · originals used after a rendition fell short: 0`);
     const m = await readParquet(path.join(fb, 'manifest.parquet'));
     expect(m.map((x) => x.source)).toEqual(m.map(() => 'original'));
     expect(m.map((x) => [x.width, x.height])).toEqual(a.map((x) => [x.width, x.height]));

@@ -1,6 +1,37 @@
 import http from 'node:http';
+import https from 'node:https';
+import http2 from 'node:http2';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import sharp from 'sharp';
+import { projectRoot } from '../version.js';
+
+/** The kit's private CA and its server certificate (localhost and 127.0.0.1–32), valid for a century. */
+export const KIT_TLS = {
+  ca: path.join(projectRoot(), 'src', 'kit', 'tls', 'ca.pem'),
+  cert: path.join(projectRoot(), 'src', 'kit', 'tls', 'server.pem'),
+  key: path.join(projectRoot(), 'src', 'kit', 'tls', 'server-key.pem'),
+};
+
+/** A simulated wide-area link in front of every path: what a CDN far away looks like from here. */
+export interface LinkOptions {
+  /** HTTPS with the kit's certificate (clients trust it through NODE_EXTRA_CA_CERTS=KIT_TLS.ca). */
+  tls?: boolean;
+  /** With tls: offer HTTP/2 by ALPN (HTTP/1.1 still served to clients that do not ask for h2). */
+  h2?: boolean;
+  /** Listen on 127.0.0.1 … 127.0.0.<hosts>, one port: that many distinct hosts. */
+  hosts?: number;
+  /** Time to first byte, each response drawn uniformly from ms × (1 ± jitter). */
+  ttfbMs?: number;
+  jitter?: number;
+  /** Body bandwidth per response, bytes/s (null: as fast as loopback). */
+  bytesPerSec?: number | null;
+  /** More open requests than this on one host are answered `capStatus` (429 unless set) with Retry-After. */
+  capPerHost?: number | null;
+  capStatus?: number;
+  retryAfterS?: number;
+}
 
 export interface LoggedRequest {
   method: string;
@@ -36,8 +67,17 @@ export class KitServer {
   private readonly images = new Map<string, { data: Buffer; type: string }>();
   private readonly flaky = new Map<string, number>();
   private readonly renditions = new Map<string, Buffer>();
-  private server: http.Server | null = null;
+  private servers: http.Server[] = [];
   private active = 0;
+  private link: LinkOptions = {};
+  /** Open requests per host (the address the client connected to). */
+  private readonly openPerHost = new Map<string, number>();
+  /** Connections accepted, requests answered with the cap's status, and requests, for the bench. */
+  connections = 0;
+  answered429 = 0;
+  /** The most requests open at once on any one host. */
+  maxOpenPerHost = 0;
+  served = 0;
   /** The most requests this server had open at once. */
   maxConcurrent = 0;
   port = 0;
@@ -50,25 +90,66 @@ export class KitServer {
   }
 
   get base(): string {
-    return `http://127.0.0.1:${this.port}`;
+    return this.hostBase(1);
+  }
+
+  /** The base URL of host k (127.0.0.k). */
+  hostBase(k: number): string {
+    return `${this.link.tls ? 'https' : 'http'}://127.0.0.${k}:${this.port}`;
   }
 
   url(p: string): string {
     return `${this.base}${p.startsWith('/') ? p : '/' + p}`;
   }
 
-  async start(): Promise<this> {
-    this.server = http.createServer((req, res) => {
-      this.handle(req, res).catch(() => {
+  async start(link: LinkOptions = {}): Promise<this> {
+    this.link = link;
+    const handler = (req: http.IncomingMessage, res: http.ServerResponse) => {
+      this.linked(req, res).catch(() => {
         if (!res.headersSent) res.writeHead(500);
         res.end();
       });
-    });
-    this.server.keepAliveTimeout = 30_000;
-    await new Promise<void>((resolve) => this.server!.listen(0, '127.0.0.1', resolve));
-    this.port = (this.server.address() as AddressInfo).port;
+    };
+    const tls = link.tls ? { key: readFileSync(KIT_TLS.key), cert: readFileSync(KIT_TLS.cert) } : null;
+    for (let k = 1; k <= (link.hosts ?? 1); k++) {
+      const server = (
+        tls && link.h2
+          ? http2.createSecureServer({ ...tls, allowHTTP1: true, settings: { maxConcurrentStreams: 256 } }, handler as never)
+          : tls
+            ? https.createServer(tls, handler)
+            : http.createServer(handler)
+      ) as http.Server;
+      server.on(tls ? 'secureConnection' : 'connection', () => this.connections++);
+      server.keepAliveTimeout = 30_000;
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(this.port, `127.0.0.${k}`, resolve);
+      });
+      this.port = (server.address() as AddressInfo).port;
+      this.servers.push(server);
+    }
     this.cpuAtStart = process.cpuUsage();
     return this;
+  }
+
+  /** The link's delay, bandwidth and per-host cap around handle(). */
+  private async linked(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const l = this.link;
+    this.served++;
+    const host = req.socket.localAddress ?? '';
+    const open = (this.openPerHost.get(host) ?? 0) + 1;
+    this.openPerHost.set(host, open);
+    this.maxOpenPerHost = Math.max(this.maxOpenPerHost, open);
+    res.on('close', () => this.openPerHost.set(host, (this.openPerHost.get(host) ?? 1) - 1));
+    if (l.capPerHost && open > l.capPerHost) {
+      this.answered429++;
+      res.writeHead(l.capStatus ?? 429, { 'retry-after': String(l.retryAfterS ?? 1), 'content-type': 'text/plain' });
+      res.end('too many requests');
+      return;
+    }
+    if (l.ttfbMs) await new Promise((r) => setTimeout(r, l.ttfbMs! * (1 + (l.jitter ?? 0) * (2 * Math.random() - 1))));
+    if (l.bytesPerSec) throttle(res, l.bytesPerSec);
+    return this.handle(req, res);
   }
 
   cpuSeconds(): number {
@@ -77,10 +158,11 @@ export class KitServer {
   }
 
   async stop(): Promise<void> {
-    if (!this.server) return;
-    this.server.closeAllConnections();
-    await new Promise<void>((resolve) => this.server!.close(() => resolve()));
-    this.server = null;
+    for (const server of this.servers.splice(0)) {
+      // An HTTP/2 server has no closeAllConnections: its sessions close with it.
+      server.closeAllConnections?.();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
   }
 
   count(pred: (p: string) => boolean): number {
@@ -263,4 +345,22 @@ export class KitServer {
         res.end('not found');
     }
   }
+}
+
+/** Paces a response's body at `bytesPerSec`: end() and write() send it in slices every 20 ms. */
+function throttle(res: http.ServerResponse, bytesPerSec: number): void {
+  const slice = Math.max(1024, Math.round(bytesPerSec / 50));
+  const end = res.end.bind(res) as (chunk?: unknown) => http.ServerResponse;
+  const write = res.write.bind(res) as (chunk: Buffer) => boolean;
+  res.end = ((chunk?: unknown) => {
+    if (!Buffer.isBuffer(chunk)) return end(chunk);
+    void (async () => {
+      for (let off = 0; off < chunk.length && !res.destroyed; off += slice) {
+        write(chunk.subarray(off, off + slice));
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      end();
+    })();
+    return res;
+  }) as typeof res.end;
 }
