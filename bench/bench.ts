@@ -245,6 +245,17 @@ async function main(): Promise<void> {
       formats.push(await point(server, input, `f-${f}`, res, full, 16, f, work));
     }
   }
+  // The two layouts, in turn, twice (files, webdataset, files, webdataset): the ratio of their best runs.
+  const layouts: Point[] = [];
+  if (!a.quick) {
+    for (let i = 0; i < 2; i++) {
+      for (const layout of ['files', 'webdataset']) {
+        process.stderr.write(`bench: --output-format ${layout}\n`);
+        layouts.push(await point(server, input, `l-${layout}-${i}`, [...res, '--output-format', layout], full, 16, 'png', work));
+      }
+    }
+  }
+  const bestOf = (layout: string) => Math.max(...layouts.filter((p) => p.label.startsWith(`l-${layout}-`)).map((p) => p.images_per_s));
   const pngLevels: { level: number; filtering: boolean; cpu_ms: number; kb: number }[] = [];
   const sample = photos.slice(0, Math.min(8, photos.length));
   for (const [level, filtering] of [
@@ -310,6 +321,7 @@ async function main(): Promise<void> {
     },
     sweep,
     formats,
+    layouts,
     png_levels: pngLevels,
     concurrency: conc,
     cdn,
@@ -350,6 +362,18 @@ async function main(): Promise<void> {
             ['CPU ms/img', (p) => (p.cpu_per_image_s * 1000).toFixed(0)],
             ['KB out/img', (p) => (p.out_bytes_per_image / 1024).toFixed(0)],
           ]),
+        ]
+      : []),
+    ...(layouts.length
+      ? [
+          '',
+          table(layouts, [
+            ['--output-format', (p) => p.label.replace(/^l-|-\d$/g, '')],
+            ['img/s', (p) => f2(p.images_per_s)],
+            ['CPU ms/img', (p) => (p.cpu_per_image_s * 1000).toFixed(0)],
+            ['peak RSS MB', (p) => p.peak_rss_mb.toFixed(0)],
+          ]),
+          `webdataset / files, best of two runs each: **${f2(bestOf('webdataset') / bestOf('files'))}×** the images/s.`,
         ]
       : []),
     '',

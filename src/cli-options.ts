@@ -10,6 +10,7 @@ import { DEFAULT_USER_AGENT, PNG_DEFAULTS, autoOrInt, bytesOption, choiceOption,
 const RESIZE_MODES = ['shortest-side', 'area', 'none'] as const;
 const FORMATS = ['png', 'jpeg', 'webp'] as const;
 const CDN_KINDS = ['none', 'imgix'] as const;
+const OUTPUT_FORMATS = ['files', 'webdataset'] as const;
 
 export const OPT = {
   out: () => new Option('-o, --out <dir>', 'output folder').default('./train'),
@@ -82,6 +83,12 @@ export const OPT = {
     new Option('--max-failure-rate <fraction>', 'exit 3 when more than this share of the rows processed failed (e.g. 0.2) [none]').argParser(
       fractionOption('--max-failure-rate'),
     ),
+  outputFormat: () =>
+    new Option('--output-format <fmt>', 'files (a flat folder) | webdataset (tar shards, each with a webshart index beside it)')
+      .default('files' as const)
+      .argParser(choiceOption('--output-format', OUTPUT_FORMATS)),
+  samplesPerTar: () =>
+    new Option('--samples-per-tar <n>', 'samples per tar with --output-format webdataset').default(10000).argParser(intOption('--samples-per-tar', 1)),
   input: () => new Option('--input <parquet>', 'input parquet [the one recorded in the folder]'),
 };
 

@@ -106,6 +106,8 @@ export interface FileSettings {
   /** png only (null for jpeg/webp). */
   pngCompression: number | null;
   pngFilter: boolean | null;
+  /** files or webdataset. */
+  outputFormat: string;
 }
 
 /** What a run leaves in `.pcb/run.json`: how the folder was made, for config, status, merge and the next run. */
@@ -127,7 +129,11 @@ const OPTION_NAMES: Record<keyof FileSettings, string> = {
   quality: '--quality',
   pngCompression: '--png-compression',
   pngFilter: '--png-filter',
+  outputFormat: '--output-format',
 };
+
+/** What a run.json written before a setting existed meant by its absence. */
+const BEFORE_IT_EXISTED: Partial<FileSettings> = { outputFormat: 'files' };
 
 export function runRecordPath(out: string): string {
   return path.join(out, STATE_DIR, 'run.json');
@@ -150,8 +156,9 @@ export function readRunRecord(out: string): RunRecord | null {
 export function settingDifferences(folder: Partial<FileSettings>, next: FileSettings): string[] {
   const diffs: string[] = [];
   for (const key of Object.keys(OPTION_NAMES) as (keyof FileSettings)[]) {
-    if (!(key in folder) || folder[key] === next[key]) continue;
-    diffs.push(`${OPTION_NAMES[key]} ${String(folder[key] ?? 'none')} → ${String(next[key] ?? 'none')}`);
+    const had = key in folder ? folder[key] : BEFORE_IT_EXISTED[key];
+    if (had === undefined || had === next[key]) continue;
+    diffs.push(`${OPTION_NAMES[key]} ${String(had ?? 'none')} → ${String(next[key] ?? 'none')}`);
   }
   return diffs;
 }

@@ -73,6 +73,8 @@ function buildProgram() {
     .addOption(OPT.quiet())
     .addOption(OPT.json())
     .addOption(OPT.maxFailureRate())
+    .addOption(OPT.outputFormat())
+    .addOption(OPT.samplesPerTar())
     .addHelpText('after', RESIZE_HELP)
     .action(async (input, opts, cmd) => {
       const given = opts.shard ?? shardFromEnvironment(process.env, opts.shardCount ?? null);
@@ -116,6 +118,8 @@ function buildProgram() {
         quiet: Boolean(opts.quiet),
         json: Boolean(opts.json),
         maxFailureRate: opts.maxFailureRate ?? null,
+        outputFormat: opts.outputFormat,
+        samplesPerTar: opts.samplesPerTar,
       };
       validateCombination(o);
       process.exitCode = await download(o);

@@ -58,6 +58,8 @@ export interface DownloadOptions {
   json: boolean;
   /** Exit 3 when the failed share of the rows processed is above this; null: never. */
   maxFailureRate: number | null;
+  outputFormat: 'files' | 'webdataset';
+  samplesPerTar: number;
 }
 
 export const DEFAULT_USER_AGENT = `pcb/${VERSION} (+${PROJECT_URL})`;

@@ -28,6 +28,8 @@ export class RowPool {
     private readonly onResult: (r: RowResult) => void,
     private readonly onCrash: (task: RowTask, err: unknown) => void,
     filename = FETCH_RESIZE_WORKER,
+    /** A worker died mid-run (not the pool's own shutdown): what it owned alone is to be given up. */
+    onWorkerGone?: (threadId: number) => void,
   ) {
     this.piscina = new Piscina({
       filename,
@@ -40,6 +42,7 @@ export class RowPool {
     // A dead worker's finally blocks never run: give back the host slots and bytes its ledger holds.
     this.piscina.on('workerDestroy', (w: { id: number }) => {
       SharedLimits.settleWorker(config.limits.buffer, w.id);
+      if (!this.destroying) onWorkerGone?.(w.id);
     });
     this.piscina.on('error', () => undefined);
     this.capacity = capacity;
@@ -106,7 +109,10 @@ export class RowPool {
     this.abandoned = true;
   }
 
+  private destroying = false;
+
   async destroy(): Promise<void> {
+    this.destroying = true;
     await this.piscina.destroy();
   }
 }

@@ -1,15 +1,13 @@
-import { rm } from 'node:fs/promises';
-import path from 'node:path';
 import { RowError } from './errors.js';
 import { failedResult } from './result.js';
 import type { ImageSource, RowResult, RowTask } from './result.js';
 import type { RowContext } from './worker-config.js';
 import { parseRowUrl } from './address.js';
-import { captionFileName, checkId, chooseCaption } from './row.js';
+import { checkId, chooseCaption } from './row.js';
+import type { Written } from './writer.js';
 import { download } from './download.js';
 import type { Downloaded } from './download.js';
 import { orientedSize, probe, resizeImage } from './resize.js';
-import { writeAtomic } from './output.js';
 import { coveringWidth, imgixUrl } from './cdn.js';
 
 /**
@@ -29,6 +27,33 @@ async function fetchSource(url: URL, task: RowTask, ctx: RowContext): Promise<Do
   ctx.limits.release(small.heldKiB, true, small.ticket);
   const full = await download(url, ctx.policy, ctx.agent, ctx.limits);
   return { ...full, attempts: full.attempts + small.attempts, bytes: full.bytes + small.bytes, source: 'original' };
+}
+
+/** Keys of a sample's .json that pcb sets: input columns of the same name are left out. */
+const SAMPLE_KEYS = new Set(['id', 'row', 'url', 'caption', 'caption_source', 'width', 'height', 'original_width', 'original_height']);
+
+/** A webdataset sample's .json: what pcb knows of the row and the written image, then the input's other columns. */
+function sampleMeta(
+  task: RowTask,
+  id: string,
+  caption: { text: string; source: string },
+  img: { width: number; height: number; srcWidth: number; srcHeight: number },
+) {
+  const columns = task.columns ? (JSON.parse(task.columns) as Record<string, unknown>) : {};
+  // The scan's own row number (__row, file_row_number) is not a column of the input.
+  const rest = Object.fromEntries(Object.entries(columns).filter(([k]) => !SAMPLE_KEYS.has(k) && !k.startsWith('__') && k !== 'file_row_number'));
+  return {
+    id,
+    row: task.row,
+    url: task.url,
+    caption: caption.text,
+    caption_source: caption.source,
+    width: img.width,
+    height: img.height,
+    original_width: img.srcWidth,
+    original_height: img.srcHeight,
+    ...rest,
+  };
 }
 
 /** Anything that is not a RowError is a bug: kept as a row, never disguised as a network or image failure. */
@@ -62,17 +87,19 @@ export async function processRow(task: RowTask, ctx: RowContext): Promise<RowRes
     ctx.limits.release(got.heldKiB, true, got.ticket);
     got.heldKiB = 0;
     const caption = chooseCaption(task.caption, task.fallback);
-    const name = `${id}.${ctx.resize.format === 'jpeg' ? 'jpg' : ctx.resize.format}`;
-    let imageWritten = false;
+    const ext = ctx.resize.format === 'jpeg' ? 'jpg' : ctx.resize.format;
+    let written: Written;
     try {
-      await writeAtomic(ctx.out, ctx.tmpDir, name, img.data);
-      imageWritten = true;
-      await writeAtomic(ctx.out, ctx.tmpDir, captionFileName(name), caption.text);
-      // --overwrite into another format: the row's old image goes once the new one is in place.
-      if (task.previousPath && task.previousPath !== name) await rm(path.join(ctx.out, path.basename(task.previousPath)), { force: true });
+      written = await ctx.writer.write({
+        id,
+        ext,
+        image: img.data,
+        caption: caption.text,
+        meta: sampleMeta(task, id, caption, img),
+        previousPath: task.previousPath ?? null,
+      });
     } catch (err) {
-      // A row is done only with both files: an image whose caption could not be written goes too.
-      if (imageWritten) await rm(path.join(ctx.out, name), { force: true }).catch(() => undefined);
+      // A row is done only with its whole sample: the writer leaves nothing half-written behind.
       throw new RowError('write_error', (err as Error).message);
     }
     return {
@@ -87,9 +114,10 @@ export async function processRow(task: RowTask, ctx: RowContext): Promise<RowRes
       src_height: img.srcHeight,
       width: img.width,
       height: img.height,
-      path: name,
+      path: written.path,
       caption_source: caption.source,
       ms: Date.now() - started,
+      ...(written.closedTar ? { closedTar: written.closedTar } : {}),
     };
   } catch (err) {
     return failedResult(task, asRowError(err), started, fetched);

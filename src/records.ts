@@ -28,6 +28,8 @@ export interface RecordSources {
   input: string | null;
   captionColumn: string | null;
   fallbackCaptionColumn: string | null;
+  /** webdataset: metadata.parquet also names each sample's tar and key. */
+  outputFormat: string;
 }
 
 /**
@@ -60,10 +62,14 @@ export async function writeRecords(
       return c ? captionTextSql(`i.${ident(c.name)}`, c.type) : 'NULL::VARCHAR';
     };
     const caption = `coalesce(nullif(${text(src.captionColumn)}, ''), nullif(${text(src.fallbackCaptionColumn)}, ''), '')`;
-    const select = described.map((c) => (RENAMED[c.name] ? `i.${ident(c.name)} AS ${ident(RENAMED[c.name])}` : `i.${ident(c.name)}`));
+    const renamed: Record<string, string> = src.outputFormat === 'webdataset' ? { ...RENAMED, tar: 'original_tar', key: 'original_key' } : RENAMED;
+    const select = described.map((c) => (renamed[c.name] ? `i.${ident(c.name)} AS ${ident(renamed[c.name])}` : `i.${ident(c.name)}`));
+    // A sample in a tar: file_name is `<tar>/<member>`, and the tar and the WebDataset key get columns of their own.
+    const inTar =
+      src.outputFormat === 'webdataset' ? ["split_part(m.path, '/', 1) AS tar", "regexp_replace(split_part(m.path, '/', 2), '\\.[^.]*$', '') AS key"] : [];
     await copyAtomic(
       conn,
-      `SELECT ${[...select, 'm.path AS file_name', 'm.width AS width', 'm.height AS height', `${caption} AS caption`].join(', ')}
+      `SELECT ${[...select, 'm.path AS file_name', 'm.width AS width', 'm.height AS height', `${caption} AS caption`, ...inTar].join(', ')}
       FROM read_parquet(${literal(src.input)}, file_row_number = true) i JOIN __ok m ON m.row = i.file_row_number`,
       dest.metadata,
     );
@@ -87,8 +93,9 @@ export function permanentFailureSql(p: RetryPolicy): string {
 }
 
 /**
- * The rows a resumed run leaves alone, as a temp table `__done` (row, status): ok rows whose image is still
- * on disk and rows that failed for good. One directory listing, no stat per file.
+ * The rows a resumed run leaves alone, as a temp table `__done` (row, status): ok rows whose image (or, for
+ * a sample, whose tar: the part of its path before `/`) is still on disk, and rows that failed for good.
+ * One directory listing, no stat per file.
  */
 export async function buildDoneTable(conn: DuckDBConnection, out: string, logs: string[], policy: RetryPolicy): Promise<string> {
   await conn.run(`CREATE OR REPLACE TEMP TABLE __files (name VARCHAR)`);
@@ -106,7 +113,7 @@ export async function buildDoneTable(conn: DuckDBConnection, out: string, logs: 
   }
   appender.closeSync();
   await conn.run(`CREATE OR REPLACE TEMP TABLE __done AS SELECT row, status FROM (${latestSql(logs)})
-    WHERE (status = 'ok' AND path IN (SELECT name FROM __files)) OR ${permanentFailureSql(policy)}`);
+    WHERE (status = 'ok' AND split_part(path, '/', 1) IN (SELECT name FROM __files)) OR ${permanentFailureSql(policy)}`);
   await conn.run('DROP TABLE __files');
   return '__done';
 }

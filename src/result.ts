@@ -12,6 +12,8 @@ export interface RowTask {
   srcHeight: number | null;
   /** The image this row wrote before under another name (--overwrite into another format): removed once the new one is in place. */
   previousPath?: string | null;
+  /** With webdataset output: the input row's columns as JSON, for the sample's .json. */
+  columns?: string | null;
 }
 
 /** With --cdn-resize: whether the CDN's rendition or the original was used. */
@@ -37,13 +39,15 @@ export interface RowResult {
   caption_source: CaptionSource | null;
   ms: number;
   source: ImageSource | null;
+  /** Not a record: a tar this row's sample closed, for the main thread to move into place once the row is logged. */
+  closedTar?: string;
 }
 
 /**
  * The one schema of a row's record: the log's JSON lines are read with these DuckDB types, and
  * manifest.parquet has these columns in this order. `run` and `seq` order a row's outcomes in the log.
  */
-export const RESULT_COLUMNS: Record<keyof RowResult, string> = {
+export const RESULT_COLUMNS: Record<Exclude<keyof RowResult, 'closedTar'>, string> = {
   row: 'BIGINT',
   id: 'VARCHAR',
   url: 'VARCHAR',
@@ -63,7 +67,7 @@ export const RESULT_COLUMNS: Record<keyof RowResult, string> = {
   source: 'VARCHAR',
 };
 export const LOG_ORDER_COLUMNS = { run: 'BIGINT', seq: 'BIGINT' } as const;
-export const MANIFEST_COLUMNS = Object.keys(RESULT_COLUMNS) as (keyof RowResult)[];
+export const MANIFEST_COLUMNS = Object.keys(RESULT_COLUMNS) as (keyof typeof RESULT_COLUMNS)[];
 
 export function failedResult(task: RowTask, error: RowError, started: number, extra: Partial<RowResult> = {}): RowResult {
   return {

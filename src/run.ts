@@ -31,6 +31,7 @@ import type { HostSummary, Summary } from './progress.js';
 import { RunMonitor, poolBounds } from './run-monitor.js';
 import { boundHint } from './bound-hint.js';
 import { openFileLimit } from './options.js';
+import { discardWorkerTars, finalizeLeftovers, publishTar, removeOrphanIndexes, removeShardTars } from './tars.js';
 import { checkId } from './row.js';
 import { failedResult } from './result.js';
 import type { RowResult } from './result.js';
@@ -56,6 +57,7 @@ function fileSettings(o: DownloadOptions, source: Source): FileSettings {
     quality: o.format === 'png' ? null : o.quality,
     pngCompression: o.format === 'png' ? o.pngCompression : null,
     pngFilter: o.format === 'png' ? o.pngFilter : null,
+    outputFormat: o.outputFormat,
   };
 }
 
@@ -93,8 +95,8 @@ export async function runDownload(o: DownloadOptions, hooks: RunHooks = {}): Pro
 }
 
 async function runLocked(o: DownloadOptions, source: Source, started: number, hooks: RunHooks, lock: FolderLock): Promise<Summary> {
-  const { settings, tmpDir, formatBefore } = prepareFolder(o, source);
-  const planned = await planRows(o, source, settings, formatBefore);
+  const { settings, tmpDir, layoutBefore } = prepareFolder(o, source);
+  const planned = await planRows(o, source, settings, layoutBefore);
   const run = await dispatchRows(o, source, planned, { started, tmpDir, hooks, lock });
   const records = await rebuildRecords(o, source, settings);
   rmSync(tmpDir, { recursive: true, force: true });
@@ -102,7 +104,7 @@ async function runLocked(o: DownloadOptions, source: Source, started: number, ho
 }
 
 /** The folder made ours: its settings checked and recorded, a fresh temporary folder, dead runs' temps gone. */
-function prepareFolder(o: DownloadOptions, source: Source): { settings: FileSettings; tmpDir: string; formatBefore: string | null } {
+function prepareFolder(o: DownloadOptions, source: Source): { settings: FileSettings; tmpDir: string; layoutBefore: string | null } {
   const stateDir = path.join(o.out, STATE_DIR);
   const settings = fileSettings(o, source);
   const before = readRunRecord(o.out);
@@ -113,9 +115,12 @@ function prepareFolder(o: DownloadOptions, source: Source): { settings: FileSett
   mkdirSync(tmpDir);
   removeStaleTemps(o.out);
   removeStaleTemps(stateDir);
+  removeOrphanIndexes(o.out);
+  // Every row is redone: the tars of this shard (all of them without --shard) would hold their old samples.
+  if (o.overwrite) removeShardTars(o.out, o.shard ? shardTag(o.shard) : null);
   const record: RunRecord = { ...settings, input: path.resolve(o.input), where: o.where, limit: o.limit, cdnResize: o.cdnResize };
   writeJsonAtomic(runRecordPath(o.out), record);
-  return { settings, tmpDir, formatBefore: before?.format ?? null };
+  return { settings, tmpDir, layoutBefore: before ? `${before.format} ${before.outputFormat ?? 'files'}` : null };
 }
 
 interface Planned {
@@ -126,10 +131,10 @@ interface Planned {
 }
 
 /** What this run does: the rows selected (where → shard → limit), less those done before. */
-async function planRows(o: DownloadOptions, source: Source, settings: FileSettings, formatBefore: string | null): Promise<Planned> {
+async function planRows(o: DownloadOptions, source: Source, settings: FileSettings, layoutBefore: string | null): Promise<Planned> {
   const logs = allLogPaths(o.out);
-  // --overwrite into another format: the rows' old images go once their new ones are in place.
-  const formatChanged = o.overwrite && formatBefore !== null && formatBefore !== o.format;
+  // --overwrite into another format or layout: the rows' old images go once their new ones are in place.
+  const formatChanged = o.overwrite && layoutBefore !== null && layoutBefore !== `${o.format} ${o.outputFormat}`;
   const plan: Plan = {
     urlColumn: o.urlColumn,
     idColumn: o.idColumn,
@@ -138,6 +143,7 @@ async function planRows(o: DownloadOptions, source: Source, settings: FileSettin
     where: o.where,
     shard: o.shard,
     limit: o.limit,
+    withColumns: o.outputFormat === 'webdataset',
     doneTable:
       o.overwrite || !logs.length
         ? null
@@ -185,6 +191,7 @@ function workerConfig(o: DownloadOptions, tmpDir: string, limitsBuffer: SharedAr
     },
     cdnResize: o.cdnResize,
     cdnHosts: o.cdnHosts,
+    output: { format: o.outputFormat, samplesPerTar: o.samplesPerTar, tarPrefix: shardTag(o.shard) || 'pcb', run: Date.now().toString(36) },
     tasksPerWorker: o.concurrency === 'auto' ? autoTasksPerWorker(o.threads) : o.concurrency + 2,
     limits: { buffer: limitsBuffer, maxRps: o.maxRps, maxHostConnections: o.maxHostConnections, memoryBudgetBytes: o.memoryBudgetBytes },
   };
@@ -202,8 +209,14 @@ async function dispatchRows(
   const limitsBuffer = createSharedBuffer(o.threads);
   const config = workerConfig(o, run.tmpDir, limitsBuffer);
   let monitor: RunMonitor | null = null;
-  const settle = (r: RowResult) => {
+  const settle = (result: RowResult) => {
+    const { closedTar, ...r } = result;
     log.append(r);
+    // A full tar enters the folder only once every row in it is in the log (the log is written first).
+    if (closedTar) {
+      log.flush();
+      publishTar(run.tmpDir, o.out, closedTar);
+    }
     progress.add(r);
     monitor?.settled(r.url);
   };
@@ -217,6 +230,10 @@ async function dispatchRows(
           (task, err) => {
             settle(failedResult(task, new RowError('internal_error', `worker crashed: ${(err as Error)?.message ?? err}`), Date.now()));
           },
+          undefined,
+          // A crashed worker's open tar may hold samples of rows that are tried again elsewhere: it never enters
+          // the folder, and the rows logged in it are redone by the next run.
+          (threadId) => discardWorkerTars(run.tmpDir, threadId),
         )
       : null;
   if (pool) {
@@ -230,6 +247,7 @@ async function dispatchRows(
   }
 
   let stopping = false;
+  let settled = pool === null;
   let firstDispatchS: number | null = null;
   run.hooks.onStart?.((hard) => {
     stopping = true;
@@ -261,9 +279,11 @@ async function dispatchRows(
       if (stopping) {
         // Let rows in flight finish for a few seconds; the rest are redone by the next run.
         await Promise.race([pool.drain(), new Promise((r) => setTimeout(r, 5000).unref())]);
+        settled = pool.inFlight === 0;
         pool.abandon();
       } else {
         await pool.drain();
+        settled = true;
       }
     }
   } finally {
@@ -272,6 +292,9 @@ async function dispatchRows(
     log.close();
     if (pool) await pool.destroy().catch(() => undefined);
   }
+  // The workers' open tars close into the folder once every row in them is logged; a run cut off with rows
+  // still in flight leaves them in its temporary folder, and the next run redoes their rows.
+  if (settled && o.outputFormat === 'webdataset') finalizeLeftovers(run.tmpDir, o.out);
   return { progress, stopping, firstDispatchS, limitsBuffer, monitor };
 }
 
@@ -287,7 +310,12 @@ async function rebuildRecords(o: DownloadOptions, source: Source, settings: File
     await writeRecords(
       recordsConn,
       recordLogs,
-      { input: path.resolve(o.input), captionColumn: settings.captionColumn, fallbackCaptionColumn: settings.fallbackCaptionColumn },
+      {
+        input: path.resolve(o.input),
+        captionColumn: settings.captionColumn,
+        fallbackCaptionColumn: settings.fallbackCaptionColumn,
+        outputFormat: o.outputFormat,
+      },
       dest,
     );
   } catch (err) {

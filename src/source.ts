@@ -140,6 +140,8 @@ export interface Plan {
   previousTable?: string | null;
   /** A table of `row` values whose id an earlier row has (see buildDuplicateTable). */
   duplicateTable?: string | null;
+  /** Send each row's columns along, as JSON (webdataset samples carry them). */
+  withColumns?: boolean;
 }
 
 /**
@@ -190,7 +192,8 @@ export function taskSql(source: Source, plan: Plan): string {
       ${textExpr(source, plan.captionColumn)} AS caption, ${textExpr(source, plan.fallbackColumn)} AS fallback,
       ${numberExpr(source, 'width')} AS src_width, ${numberExpr(source, 'height')} AS src_height,
       ${plan.duplicateTable ? 'dup.row IS NOT NULL' : 'FALSE'} AS duplicate,
-      ${plan.previousTable ? 'prev.path' : 'NULL::VARCHAR'} AS previous_path
+      ${plan.previousTable ? 'prev.path' : 'NULL::VARCHAR'} AS previous_path,
+      ${plan.withColumns ? 'CAST(to_json(sel) AS VARCHAR)' : 'NULL::VARCHAR'} AS columns
     FROM (${selectedRowsSql(source, plan)}) sel
     ${plan.duplicateTable ? `LEFT JOIN ${plan.duplicateTable} dup ON dup.row = sel.__row` : ''}
     ${plan.previousTable ? `LEFT JOIN ${plan.previousTable} prev ON prev.row = sel.__row` : ''}
@@ -219,6 +222,7 @@ export async function* streamTasks(source: Source, plan: Plan, chunkSize: number
         srcHeight: r.src_height === null ? null : Number(r.src_height),
         duplicate: r.duplicate === true,
         previousPath: r.previous_path === null ? null : String(r.previous_path),
+        columns: r.columns === null ? null : String(r.columns),
       });
     }
     if (batch.length >= chunkSize) {

@@ -5,6 +5,7 @@ import type { DownloadPolicy } from './download.js';
 import type { CdnResize } from './cdn.js';
 import type { SharedLimits, SharedLimitsInit } from './shared-limits.js';
 import type { Semaphore } from './semaphore.js';
+import type { OutputSettings, SampleWriter } from './writer.js';
 export type { RowResult, RowTask } from './result.js';
 
 /** How every row of a run is processed: the same for all workers, sent once as plain data. */
@@ -15,6 +16,7 @@ export interface RowSettings {
   policy: DownloadPolicy;
   cdnResize: CdnResize;
   cdnHosts: string[];
+  output: OutputSettings;
 }
 
 /** Everything a worker needs, sent once when the pool starts. */
@@ -27,6 +29,8 @@ export interface WorkerConfig extends RowSettings {
 /** A worker's settings plus what it owns: its HTTP agent, the shared limits, its CPU slots. */
 export interface RowContext extends RowSettings {
   agent: Dispatcher;
+  /** Where ok samples go: the flat folder or this worker's tar. */
+  writer: SampleWriter;
   limits: SharedLimits;
   /**
    * Images decoding/encoding at once in this worker (one): downloads overlap freely, but more images in

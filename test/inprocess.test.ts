@@ -8,6 +8,7 @@ import type { DownloadPolicy } from '../src/download.js';
 import { processRow } from '../src/process-row.js';
 import { SharedLimits, createSharedBuffer } from '../src/shared-limits.js';
 import { Semaphore } from '../src/semaphore.js';
+import { FilesWriter } from '../src/writer.js';
 import type { RowContext } from '../src/worker-config.js';
 import type { RowTask } from '../src/result.js';
 import { tmpDir, useKit } from './helpers.js';
@@ -70,6 +71,8 @@ describe('processRow()', () => {
       limits: limitsFor(),
       cpu: new Semaphore(1),
       resize: { mode: 'shortest-side', resolution: 256, format: 'png', quality: 95, pngCompression: 6, pngFilter: true },
+      output: { format: 'files', samplesPerTar: 1, tarPrefix: 'pcb', run: 'test' },
+      writer: new FilesWriter(out, tmp),
     };
     const task = (row: number, url: string, caption: string | null): RowTask => ({
       row,

@@ -60,6 +60,9 @@ describe('fit the trainer', () => {
     const metadata = await readParquet(path.join(out, 'metadata.parquet'), 'file_name');
     expect(metadata.length).toBe(SIZES.length);
     for (const m of metadata) {
+      // Hugging Face datasets' ImageFolder reads metadata.parquet: every file_name relative, inside the folder.
+      expect(path.isAbsolute(String(m.file_name))).toBe(false);
+      expect(String(m.file_name).split(/[\\/]/)).not.toContain('..');
       const meta = await sharp(path.join(out, m.file_name as string)).metadata();
       expect([meta.width, meta.height]).toEqual([m.width, m.height]);
       const w = m.width as number;

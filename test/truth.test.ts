@@ -193,7 +193,7 @@ describe('pcb verify', () => {
     const found = await runPcb(['verify', out, '--json']);
     expect(found.code).toBe(1);
     const report = JSON.parse(found.stdout);
-    expect(report.problems).toEqual({ missing_image: 1, missing_caption: 0, unreadable: 1, wrong_size: 1, stray: 1 });
+    expect(report.problems).toEqual({ missing_image: 1, missing_caption: 0, unreadable: 1, wrong_size: 1, stray: 1, damaged_tar: 0, bad_index: 0 });
     expect(report.findings.map((f: { path: string }) => f.path).sort()).toEqual(['1000000.png', '1000001.png', '1000002.png', 'stray.png']);
     const fixed = await runPcb(['verify', out, '--fix']);
     expect(fixed.code).toBe(0);

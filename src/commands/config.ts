@@ -92,7 +92,8 @@ export async function dataloaderConfig(o: ConfigOptions): Promise<ConfigReport> 
     throw new FatalError(`${o.out} has no pcb records (${STATE_DIR}/ is missing); run pcb download --out ${o.out} first`);
   const run: RunRecord | null = readRunRecord(out);
   if (!run) throw new FatalError(`${o.out} has no run record (${STATE_DIR}/run.json); rerun pcb download --out ${o.out} to write it`);
-  if (o.captionStrategy === 'parquet' && !existsSync(path.join(out, 'metadata.parquet'))) {
+  const tars = run.outputFormat === 'webdataset';
+  if (!tars && o.captionStrategy === 'parquet' && !existsSync(path.join(out, 'metadata.parquet'))) {
     throw new FatalError(`${o.out} has no metadata.parquet (a sharded run: pcb merge ${o.out} first; or --caption-strategy textfile)`);
   }
   const id = o.id ?? path.basename(out);
@@ -114,13 +115,16 @@ export async function dataloaderConfig(o: ConfigOptions): Promise<ConfigReport> 
   const excludedSmall = images.filter((im) => !trainerKeeps(rule, im.width, im.height)).length;
   // The parquet backend skips an image whose caption is empty; the textfile one would train it uncaptioned.
   const excludedCaption =
-    o.captionStrategy === 'parquet' ? images.filter((im) => im.captionSource === 'none' && trainerKeeps(rule, im.width, im.height)).length : 0;
+    o.captionStrategy === 'parquet' || tars ? images.filter((im) => im.captionSource === 'none' && trainerKeeps(rule, im.width, im.height)).length : 0;
 
   const cacheRoot = path.join(path.dirname(out), 'cache');
+  // Tars: SimpleTuner's webshart backend reads each tar through the index beside it (sizes and captions included).
+  const where: Record<string, unknown> = tars
+    ? { type: 'webshart', dataset_type: 'image', source: out, metadata: out }
+    : { type: 'local', instance_data_dir: out };
   const entry: Record<string, unknown> = {
     id,
-    type: 'local',
-    instance_data_dir: out,
+    ...where,
     crop: true,
     crop_aspect: 'preserve',
     crop_style: 'center',
@@ -130,10 +134,12 @@ export async function dataloaderConfig(o: ConfigOptions): Promise<ConfigReport> 
     maximum_image_size: Math.max(scale(1.5), minimum),
     target_downsample_size: Math.max(scale(1.25), minimum),
     cache_dir_vae: path.resolve(o.cacheDirVae ?? path.join(cacheRoot, 'vae', id)),
-    caption_strategy: o.captionStrategy,
-    metadata_backend: o.captionStrategy === 'parquet' ? 'parquet' : 'discovery',
+    caption_strategy: tars ? 'webshart' : o.captionStrategy,
+    metadata_backend: tars ? 'webshart' : o.captionStrategy === 'parquet' ? 'parquet' : 'discovery',
   };
-  if (o.captionStrategy === 'parquet') {
+  if (tars) {
+    entry.webshart = { cache_dir: path.resolve(path.join(cacheRoot, 'webshart', id)) };
+  } else if (o.captionStrategy === 'parquet') {
     entry.parquet = {
       path: path.join(out, 'metadata.parquet'),
       filename_column: 'file_name',

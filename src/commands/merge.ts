@@ -17,7 +17,7 @@ export async function runMerge(out: string, opts: { input: string | null; json: 
   const counts = await writeRecords(
     await openDuckDB(),
     logs,
-    { input, captionColumn: run?.captionColumn ?? null, fallbackCaptionColumn: run?.fallbackCaptionColumn ?? null },
+    { input, captionColumn: run?.captionColumn ?? null, fallbackCaptionColumn: run?.fallbackCaptionColumn ?? null, outputFormat: run?.outputFormat ?? 'files' },
     dest,
   );
   const result = { out, logs: logs.length, rows: counts.rows, ok: counts.ok, manifest: dest.manifest, metadata: input ? dest.metadata : null };

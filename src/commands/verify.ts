@@ -3,7 +3,7 @@
  * of the recorded size, with its caption; every image on disk belongs to an ok row. Headers only (plus
  * the format's end marker) unless --deep decodes every pixel.
  */
-import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readSync, readdirSync, renameSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readFileSync, readSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import sharp from 'sharp';
 import type { Metadata } from 'sharp';
@@ -15,8 +15,72 @@ import { failedResult } from '../result.js';
 import { FatalError, RowError } from '../errors.js';
 import { openDuckDB } from '../source.js';
 import { captionFileName } from '../row.js';
+import { isTarName, memberPath, splitMemberPath, tarIndexPath } from '../tars.js';
+import { scanTar } from '../tar.js';
 
-export type Problem = 'missing_image' | 'missing_caption' | 'unreadable' | 'wrong_size' | 'stray';
+interface TarView {
+  complete: boolean;
+  members: Map<string, { offset: number; length: number }>;
+  index: Map<string, { offset: number; length: number }> | null;
+  indexFindings: { member: string; detail: string }[];
+}
+
+/** Each tar of the folder read once: its members from its own headers, and its index checked against them. */
+class TarViews {
+  private readonly views = new Map<string, TarView | null>();
+  constructor(private readonly out: string) {}
+
+  view(tar: string): TarView | null {
+    if (this.views.has(tar)) return this.views.get(tar)!;
+    const file = path.join(this.out, tar);
+    let v: TarView | null = null;
+    if (existsSync(file)) {
+      const scan = scanTar(file);
+      const members = new Map(scan.members.map((m) => [m.name, { offset: m.offset, length: m.length }]));
+      let index: TarView['index'] = null;
+      const indexFindings: TarView['indexFindings'] = [];
+      try {
+        const parsed = JSON.parse(readFileSync(path.join(this.out, tarIndexPath(tar)), 'utf8')) as {
+          files: Record<string, { offset: number; length: number }>;
+        };
+        index = new Map(Object.entries(parsed.files));
+        for (const [name, e] of index) {
+          const m = members.get(name);
+          if (!m || m.offset !== e.offset || m.length !== e.length)
+            indexFindings.push({
+              member: name,
+              detail: `the index says ${e.offset}+${e.length}, the tar ${m ? `${m.offset}+${m.length}` : 'has no such member'}`,
+            });
+        }
+      } catch (err) {
+        indexFindings.push({ member: '', detail: `no readable index: ${(err as Error).message.split('\n')[0]}` });
+      }
+      v = { complete: scan.complete, members, index, indexFindings };
+    }
+    this.views.set(tar, v);
+    return v;
+  }
+
+  /** A recorded sample in its tar: where its image is, or what is wrong. */
+  check(
+    tar: string,
+    member: string,
+  ): { problem: Problem; detail: string; offset: number; length: number } | { problem: null; detail: ''; offset: number; length: number } {
+    const none = { offset: 0, length: 0 };
+    const v = this.view(tar);
+    if (!v) return { problem: 'missing_image', detail: `${tar} is not on disk`, ...none };
+    const m = v.members.get(member);
+    if (!v.complete) return { problem: 'damaged_tar', detail: `${tar} is truncated or torn${m ? '' : ' before this sample'}`, ...none };
+    if (!m) return { problem: 'missing_image', detail: `no ${member} in ${tar}`, ...none };
+    if (!v.members.has(captionFileName(member))) return { problem: 'missing_caption', detail: `no ${captionFileName(member)} in ${tar}`, ...none };
+    const e = v.index?.get(member);
+    if (!e || e.offset !== m.offset || e.length !== m.length)
+      return { problem: 'bad_index', detail: `the index of ${tar} does not point at ${member}`, ...none };
+    return { problem: null, detail: '', ...m };
+  }
+}
+
+export type Problem = 'missing_image' | 'missing_caption' | 'unreadable' | 'wrong_size' | 'stray' | 'damaged_tar' | 'bad_index';
 export interface Finding {
   row: number | null;
   path: string;
@@ -36,32 +100,34 @@ export interface VerifyReport {
 const IMAGE_EXT = /\.(png|jpe?g|webp|gif|bmp|tiff?|avif|jxl)$/i;
 const CHECK_CONCURRENCY = 16;
 
-/** The format's end marker is where it belongs: a truncated file fails here without a decode. */
-function endsComplete(file: string, format: string | undefined): boolean {
+/** The format's end marker is where it belongs: a truncated image fails here without a decode. */
+function endsComplete(bytes: Buffer, format: string | undefined): boolean {
+  const tail = bytes.subarray(Math.max(0, bytes.length - 12));
+  if (format === 'png') return tail.length === 12 && tail.subarray(4, 8).toString('latin1') === 'IEND';
+  if (format === 'jpeg') return tail.length >= 2 && tail[tail.length - 2] === 0xff && tail[tail.length - 1] === 0xd9;
+  if (format === 'webp') return bytes.length >= 8 && bytes.readUInt32LE(4) + 8 === bytes.length;
+  return true;
+}
+
+/** An image's bytes: a whole file, or a member's slice of a tar. */
+function readBytes(file: string, at = 0, length: number | null = null): Buffer {
   const fd = openSync(file, 'r');
   try {
-    const size = fstatSync(fd).size;
-    const tail = Buffer.alloc(Math.min(12, size));
-    readSync(fd, tail, 0, tail.length, size - tail.length);
-    if (format === 'png') return tail.length === 12 && tail.subarray(4, 8).toString('latin1') === 'IEND';
-    if (format === 'jpeg') return tail.length >= 2 && tail[tail.length - 2] === 0xff && tail[tail.length - 1] === 0xd9;
-    if (format === 'webp') {
-      const head = Buffer.alloc(8);
-      readSync(fd, head, 0, 8, 0);
-      return head.readUInt32LE(4) + 8 === size;
-    }
-    return true;
+    const n = length ?? fstatSync(fd).size;
+    const b = Buffer.alloc(n);
+    readSync(fd, b, 0, n, at);
+    return b;
   } finally {
     closeSync(fd);
   }
 }
 
-async function checkImage(file: string, width: number, height: number, deep: boolean): Promise<{ problem: Problem; detail: string } | null> {
+async function checkImage(bytes: Buffer, width: number, height: number, deep: boolean): Promise<{ problem: Problem; detail: string } | null> {
   let meta: Metadata;
   try {
-    meta = await sharp(file).metadata();
-    if (!endsComplete(file, meta.format)) return { problem: 'unreadable', detail: `${meta.format} file is truncated` };
-    if (deep) await sharp(file, { failOn: 'error' }).raw().toBuffer();
+    meta = await sharp(bytes).metadata();
+    if (!endsComplete(bytes, meta.format)) return { problem: 'unreadable', detail: `${meta.format} image is truncated` };
+    if (deep) await sharp(bytes, { failOn: 'error' }).raw().toBuffer();
   } catch (err) {
     return { problem: 'unreadable', detail: (err as Error).message.split('\n')[0] };
   }
@@ -86,33 +152,75 @@ export async function verifyFolder(out: string, o: { fix: boolean; deep: boolean
     findings.push({ row, path: file, problem, detail });
     if (row !== null && r) bad.set(row, { id: r.id === null ? null : String(r.id), url: r.url === null ? null : String(r.url), path: file, problem, detail });
   };
+  const tars = new TarViews(out);
   for (let i = 0; i < rows.length; i += CHECK_CONCURRENCY) {
     await Promise.all(
       rows.slice(i, i + CHECK_CONCURRENCY).map(async (r) => {
         const file = String(r.path);
         const row = Number(r.row);
         recorded.add(file);
+        const inTar = splitMemberPath(file);
+        if (inTar) {
+          const found = tars.check(inTar.tar, inTar.member);
+          if (found.problem) return note(row, file, found.problem, found.detail, r);
+          const p = await checkImage(readBytes(path.join(out, inTar.tar), found.offset, found.length), Number(r.width), Number(r.height), o.deep);
+          if (p) note(row, file, p.problem, p.detail, r);
+          return;
+        }
         if (!names.has(file)) return note(row, file, 'missing_image', 'the image is not on disk', r);
         const caption = captionFileName(file);
         if (!names.has(caption)) return note(row, file, 'missing_caption', `${caption} is not on disk`, r);
-        const p = await checkImage(path.join(out, file), Number(r.width), Number(r.height), o.deep);
+        const p = await checkImage(readBytes(path.join(out, file)), Number(r.width), Number(r.height), o.deep);
         if (p) note(row, file, p.problem, p.detail, r);
       }),
     );
   }
   const images = [...names].filter((n) => IMAGE_EXT.test(n));
   for (const n of images) if (!recorded.has(n)) note(null, n, 'stray', 'an image no ok row of the records wrote');
+  // Tars, the other way: every index entry points at its member, every image in a tar belongs to an ok row.
+  let samplesInTars = 0;
+  for (const t of [...names].filter(isTarName)) {
+    const v = tars.view(t);
+    if (!v) continue;
+    for (const f of v.indexFindings) note(null, memberPath(t, f.member), 'bad_index', f.detail);
+    for (const m of v.members.keys()) {
+      if (/\.(txt|json)$/.test(m)) continue;
+      samplesInTars++;
+      if (!recorded.has(memberPath(t, m))) note(null, memberPath(t, m), 'stray', 'a sample no ok row of the records wrote');
+    }
+    if (!v.complete && ![...v.members.keys()].length) note(null, t, 'damaged_tar', 'not a readable tar');
+  }
 
-  const problems: Record<Problem, number> = { missing_image: 0, missing_caption: 0, unreadable: 0, wrong_size: 0, stray: 0 };
+  const problems: Record<Problem, number> = { missing_image: 0, missing_caption: 0, unreadable: 0, wrong_size: 0, stray: 0, damaged_tar: 0, bad_index: 0 };
   for (const f of findings) problems[f.problem]++;
   if (o.fix && findings.length) {
     const lock = FolderLock.acquire(lockPath(out, null), out, () => undefined);
     try {
       const log = new RowLog(logPath(out, null));
+      // A tar with anything wrong moves aside whole, and every row in it is redone by the next download.
+      const damaged = new Set(findings.map((f) => splitMemberPath(f.path)?.tar ?? (isTarName(f.path) ? f.path : null)).filter((t): t is string => t !== null));
+      for (const r of rows) {
+        const t = splitMemberPath(String(r.path))?.tar;
+        if (t && damaged.has(t) && !bad.has(Number(r.row)))
+          bad.set(Number(r.row), {
+            id: r.id === null ? null : String(r.id),
+            url: r.url === null ? null : String(r.url),
+            path: String(r.path),
+            problem: 'damaged_tar',
+            detail: `${t} moved aside`,
+          });
+      }
+      const damagedDir = path.join(out, STATE_DIR, 'damaged');
+      for (const t of damaged) {
+        mkdirSync(damagedDir, { recursive: true });
+        for (const f of [t, tarIndexPath(t)]) if (existsSync(path.join(out, f))) renameSync(path.join(out, f), path.join(damagedDir, f));
+      }
       for (const [row, b] of bad) {
-        // The next download redoes the row: its files go, and its latest outcome is a write failure (retried by a rerun).
-        rmSync(path.join(out, b.path), { force: true });
-        rmSync(path.join(out, captionFileName(b.path)), { force: true });
+        // The next download redoes the row: its files go (a tar's sample went with its tar), and its latest outcome is a write failure (retried by a rerun).
+        if (!splitMemberPath(b.path)) {
+          rmSync(path.join(out, b.path), { force: true });
+          rmSync(path.join(out, captionFileName(b.path)), { force: true });
+        }
         log.append(
           failedResult(
             { row, id: b.id, url: b.url, caption: null, fallback: null, srcWidth: null, srcHeight: null },
@@ -123,7 +231,7 @@ export async function verifyFolder(out: string, o: { fix: boolean; deep: boolean
       }
       log.close();
       const strayDir = path.join(out, STATE_DIR, 'stray');
-      for (const f of findings.filter((x) => x.problem === 'stray')) {
+      for (const f of findings.filter((x) => x.problem === 'stray' && !splitMemberPath(x.path))) {
         mkdirSync(strayDir, { recursive: true });
         // Renamed so that a trainer walking the folder never takes it for an image.
         renameSync(path.join(out, f.path), path.join(strayDir, `${f.path}.stray`));
@@ -134,7 +242,12 @@ export async function verifyFolder(out: string, o: { fix: boolean; deep: boolean
         await writeRecords(
           conn,
           allLogPaths(out),
-          { input: run?.input ?? null, captionColumn: run?.captionColumn ?? null, fallbackCaptionColumn: run?.fallbackCaptionColumn ?? null },
+          {
+            input: run?.input ?? null,
+            captionColumn: run?.captionColumn ?? null,
+            fallbackCaptionColumn: run?.fallbackCaptionColumn ?? null,
+            outputFormat: run?.outputFormat ?? 'files',
+          },
           dest,
         );
       }
@@ -146,7 +259,7 @@ export async function verifyFolder(out: string, o: { fix: boolean; deep: boolean
   return {
     out,
     ok_rows: rows.length,
-    images_on_disk: images.length,
+    images_on_disk: images.length + samplesInTars,
     problems,
     findings,
     fixed: o.fix && findings.length > 0,
@@ -173,7 +286,7 @@ export async function runVerify(out: string, o: { fix: boolean; deep: boolean; j
         ...(disagree
           ? [
               r.fixed
-                ? '  fixed: those rows are marked for the next pcb download to redo; stray images moved to .pcb/stray/'
+                ? '  fixed: those rows are marked for the next pcb download to redo; stray images moved to .pcb/stray/, damaged tars to .pcb/damaged/'
                 : '  pcb verify --fix marks them for the next pcb download to redo',
             ]
           : []),

@@ -6,6 +6,7 @@ import { processRow } from '../process-row.js';
 import type { RowContext, RowResult, RowTask, WorkerConfig } from '../worker-config.js';
 import { SharedLimits } from '../shared-limits.js';
 import { Semaphore } from '../semaphore.js';
+import { createWriter } from '../writer.js';
 
 // Parallelism comes from many images in flight, one libvips thread each; no cache of decoded images.
 sharp.concurrency(1);
@@ -17,6 +18,7 @@ const ctx: RowContext = {
   ...config,
   agent: createAgent(config.policy, config.tasksPerWorker, () => limits.count('connections', 1)),
   limits,
+  writer: createWriter(config.out, config.tmpDir, config.output, threadId),
   // One image in sharp at a time; the main thread reads the queue and the slot's use to size the pool.
   cpu: new Semaphore(1, { queued: (d) => limits.gauge('ready', d), running: (d) => limits.gauge('busy', d) }),
 };

@@ -1,0 +1,227 @@
+/**
+ * WebDataset output: tar shards of samples (`<key>.<ext>`, `<key>.txt`, `<key>.json`, consecutive),
+ * each with a webshart index beside it (`<name>.json`: every member's offset and length, the image's
+ * width, height, aspect and caption). A worker owns its open tar, written under the run's temporary
+ * folder and renamed into place when it closes (full, or at the end of the run), index first: a torn tar
+ * is never in the folder, and after kill -9 only the open tars' rows are redone.
+ */
+import { closeSync, existsSync, ftruncateSync, openSync, readSync, readdirSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
+import { open } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
+import path from 'node:path';
+import { archiveEnd, packMembers, scanTar } from './tar.js';
+import type { MemberInput } from './tar.js';
+import { tempName } from './folder.js';
+
+export const TAR_EXT = '.tar';
+
+/** The index of a tar: webshart's `<name>.json` beside `<name>.tar`. */
+export function tarIndexPath(tar: string): string {
+  return tar.slice(0, -TAR_EXT.length) + '.json';
+}
+
+/**
+ * A WebDataset key for an id: WebDataset splits a member's name at its first dot, so `.` is written
+ * `%2E` (and `%` itself `%25`, so that two ids never share a key).
+ */
+export function sampleKey(id: string): string {
+  return id.replace(/%/g, '%25').replace(/\./g, '%2E');
+}
+
+/** The manifest's path of a member: `<tar>/<member>`. */
+export function memberPath(tar: string, member: string): string {
+  return `${tar}/${member}`;
+}
+
+/** Splits a manifest path into tar and member; null for a flat file's path. */
+export function splitMemberPath(p: string): { tar: string; member: string } | null {
+  const i = p.indexOf(`${TAR_EXT}/`);
+  return i < 0 ? null : { tar: p.slice(0, i + TAR_EXT.length), member: p.slice(i + TAR_EXT.length + 1) };
+}
+
+const SIDECARS = /\.(txt|json)$/;
+
+/**
+ * Writes the index of a closed tar, streamed member by member (memory does not grow with the tar):
+ * each image's offset and length, its geometry and caption from its sample's .json.
+ */
+export function writeTarIndex(tar: string, index: string): { samples: number } {
+  const scan = scanTar(tar);
+  const fd = openSync(tar, 'r');
+  const tmp = tempName(index);
+  const out = openSync(tmp, 'w');
+  let samples = 0;
+  try {
+    writeSync(out, `{"path":${JSON.stringify(path.basename(tar))},"filesize":${statSync(tar).size},"includes_image_geometry":true,"files":{`);
+    let first = true;
+    const entry = (name: string, v: Record<string, unknown>) => {
+      writeSync(out, `${first ? '' : ','}${JSON.stringify(name)}:${JSON.stringify(v)}`);
+      first = false;
+    };
+    // Members come as image, .txt, .json per sample: the image's entry waits for its .json.
+    let image: { name: string; offset: number; length: number } | null = null;
+    let caption: string | null = null;
+    for (const m of scan.members) {
+      if (!SIDECARS.test(m.name)) {
+        if (image) entry(image.name, { offset: image.offset, length: image.length });
+        image = m;
+        caption = null;
+        continue;
+      }
+      const body = Buffer.alloc(m.length);
+      readSync(fd, body, 0, m.length, m.offset);
+      if (m.name.endsWith('.txt')) caption = body.toString('utf8');
+      else if (image) {
+        const meta = JSON.parse(body.toString('utf8')) as { width?: number; height?: number };
+        const geometry = meta.width && meta.height ? { width: meta.width, height: meta.height, aspect: meta.width / meta.height } : {};
+        entry(image.name, { offset: image.offset, length: image.length, ...geometry, ...(caption !== null ? { caption } : {}) });
+        image = null;
+        samples++;
+      }
+      entry(m.name, { offset: m.offset, length: m.length });
+    }
+    if (image) entry(image.name, { offset: image.offset, length: image.length });
+    writeSync(out, '}}\n');
+  } finally {
+    closeSync(out);
+    closeSync(fd);
+  }
+  renameSync(tmp, index);
+  return { samples };
+}
+
+/**
+ * Closes a temporary tar where it is: cut after its last whole sample (a member cut off by a kill is
+ * dropped), the archive's end written, its index written beside it. False (and the file gone) when it
+ * holds no whole sample.
+ */
+export function closeTar(tmpTar: string): boolean {
+  const scan = scanTar(tmpTar);
+  // The last whole sample ends after its .json member.
+  let end = 0;
+  for (const m of scan.members) if (m.name.endsWith('.json')) end = m.offset + m.length + ((512 - (m.length % 512)) % 512);
+  if (end === 0) {
+    rmSync(tmpTar, { force: true });
+    return false;
+  }
+  const fd = openSync(tmpTar, 'r+');
+  try {
+    ftruncateSync(fd, end);
+    writeSync(fd, archiveEnd(end), 0, undefined, end);
+  } finally {
+    closeSync(fd);
+  }
+  writeTarIndex(tmpTar, tarIndexPath(tmpTar));
+  return true;
+}
+
+/**
+ * A closed tar moves from the temporary folder into `out`, its index first: called once every row in it
+ * is in the log, so that a tar in the folder never holds a sample the log does not know.
+ */
+export function publishTar(tmpDir: string, out: string, name: string): void {
+  renameSync(path.join(tmpDir, name.slice(0, -TAR_EXT.length) + '.json'), path.join(out, name.slice(0, -TAR_EXT.length) + '.json'));
+  renameSync(path.join(tmpDir, name), path.join(out, name));
+}
+
+/** Every tar a run left in its temporary folder, closed and moved into `out` (the end of a run that logged every row). */
+export function finalizeLeftovers(tmpDir: string, out: string): string[] {
+  if (!existsSync(tmpDir)) return [];
+  const done: string[] = [];
+  for (const f of readdirSync(tmpDir)
+    .filter((n) => n.endsWith(TAR_EXT))
+    .sort()) {
+    if (!closeTar(path.join(tmpDir, f))) continue;
+    publishTar(tmpDir, out, f);
+    done.push(f);
+  }
+  return done;
+}
+
+/** The temporary tars of a worker that died: named `…-w<threadId>-…`. */
+export function discardWorkerTars(tmpDir: string, threadId: number): void {
+  if (!existsSync(tmpDir)) return;
+  for (const n of readdirSync(tmpDir)) if (n.includes(`-w${threadId}-`)) rmSync(path.join(tmpDir, n), { force: true });
+}
+
+/** An index whose tar is not there (a kill between the two renames): it names nothing, so it goes. */
+export function removeOrphanIndexes(out: string): void {
+  const names = new Set(readdirSync(out));
+  for (const n of names) if (isTarIndexName(n) && !names.has(n.slice(0, -'.json'.length) + TAR_EXT)) rmSync(path.join(out, n), { force: true });
+}
+
+/** Names pcb gives its tars: `<prefix>-<run>-w<worker>-<seq>.tar`, the prefix naming the shard. */
+export function tarName(prefix: string, run: string, worker: number, seq: number): string {
+  return `${prefix}-${run}-w${worker}-${String(seq).padStart(5, '0')}${TAR_EXT}`;
+}
+
+const TAR_NAME = /^(shard-\d+-of-\d+|pcb)-[a-z0-9]+-w\d+-\d{5}\.(tar|json)$/;
+export function isTarIndexName(n: string): boolean {
+  return TAR_NAME.test(n) && n.endsWith('.json');
+}
+export function isTarName(n: string): boolean {
+  return TAR_NAME.test(n) && n.endsWith(TAR_EXT);
+}
+
+/** The tars (and their indexes) of one shard's name prefix (null: every one), gone: --overwrite of a webdataset folder. */
+export function removeShardTars(out: string, prefix: string | null): void {
+  for (const n of readdirSync(out)) if (TAR_NAME.test(n) && (prefix === null || n.startsWith(`${prefix}-`))) rmSync(path.join(out, n), { force: true });
+}
+
+export interface TarShardOptions {
+  out: string;
+  tmpDir: string;
+  /** `pcb`, or the shard's tag: keeps shards' tars apart in one folder. */
+  prefix: string;
+  /** This run's id: keeps reruns' tars apart. */
+  run: string;
+  worker: number;
+  samplesPerTar: number;
+}
+
+/** One worker's open tar: samples appended in order, the tar closed and a new one opened every n samples. */
+export class TarShardWriter {
+  private fh: FileHandle | null = null;
+  private tmp = '';
+  private name = '';
+  private size = 0;
+  private samples = 0;
+  private seq = 0;
+  private chain: Promise<unknown> = Promise.resolve();
+
+  constructor(private readonly o: TarShardOptions) {}
+
+  /** Appends one sample's members; resolves with the tar's name, and whether this sample closed it (full). */
+  add(members: MemberInput[]): Promise<{ tar: string; closed: boolean }> {
+    const next = this.chain.then(() => this.append(members));
+    this.chain = next.catch(() => undefined);
+    return next;
+  }
+
+  private async append(members: MemberInput[]): Promise<{ tar: string; closed: boolean }> {
+    if (!this.fh) {
+      this.name = tarName(this.o.prefix, this.o.run, this.o.worker, this.seq++);
+      this.tmp = path.join(this.o.tmpDir, this.name);
+      this.fh = await open(this.tmp, 'w');
+      this.size = 0;
+      this.samples = 0;
+    }
+    const { bytes } = packMembers(members, this.size);
+    try {
+      await this.fh.write(bytes, 0, bytes.length, this.size);
+    } catch (err) {
+      // A failed write leaves no part of the sample behind: the tar stays whole up to the last sample.
+      await this.fh.truncate(this.size).catch(() => undefined);
+      throw err;
+    }
+    this.size += bytes.length;
+    this.samples++;
+    const tar = this.name;
+    if (this.samples < this.o.samplesPerTar) return { tar, closed: false };
+    // Full: closed where it is; the main thread moves it into the folder once this row is logged.
+    await this.fh.close();
+    this.fh = null;
+    closeTar(this.tmp);
+    return { tar, closed: true };
+  }
+}

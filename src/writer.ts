@@ -1,0 +1,102 @@
+/**
+ * Where an ok row's sample lands, behind one interface (after webdataset's TarWriter): a flat folder
+ * (`<id>.<ext>` + `<id>.txt`) or tar shards (`--output-format webdataset`). Chosen once per worker
+ * from the options; processRow does not know which.
+ */
+import { rm } from 'node:fs/promises';
+import path from 'node:path';
+import { writeAtomic } from './output.js';
+import { captionFileName } from './row.js';
+import { TarShardWriter, memberPath, sampleKey } from './tars.js';
+import type { TarShardOptions } from './tars.js';
+
+export type OutputFormat = 'files' | 'webdataset';
+
+export interface Sample {
+  id: string;
+  /** The image's extension: png, jpg, webp. */
+  ext: string;
+  image: Buffer;
+  caption: string;
+  /** The sample's metadata (webdataset's `<key>.json`). */
+  meta: Record<string, unknown>;
+  /** The image this row wrote before under another name (--overwrite into another format). */
+  previousPath: string | null;
+}
+
+export interface Written {
+  /** What the manifest records: `<id>.<ext>`, or `<tar>/<member>`. */
+  path: string;
+  /** A tar this sample filled and closed, in the temporary folder: moved into place once the row is logged. */
+  closedTar: string | null;
+}
+
+export interface SampleWriter {
+  /** Writes one sample whole or not at all. */
+  write(s: Sample): Promise<Written>;
+}
+
+/** `<out>/<id>.<ext>` and `<out>/<id>.txt`, each written atomically; an image whose caption fails goes too. */
+export class FilesWriter implements SampleWriter {
+  constructor(
+    private readonly out: string,
+    private readonly tmpDir: string,
+  ) {}
+
+  async write(s: Sample): Promise<Written> {
+    const name = `${s.id}.${s.ext}`;
+    let imageWritten = false;
+    try {
+      await writeAtomic(this.out, this.tmpDir, name, s.image);
+      imageWritten = true;
+      await writeAtomic(this.out, this.tmpDir, captionFileName(name), s.caption);
+      // --overwrite into another format: the row's old image goes once the new one is in place.
+      if (s.previousPath && s.previousPath !== name) await rm(path.join(this.out, path.basename(s.previousPath)), { force: true });
+    } catch (err) {
+      if (imageWritten) await rm(path.join(this.out, name), { force: true }).catch(() => undefined);
+      throw err;
+    }
+    return { path: name, closedTar: null };
+  }
+}
+
+/** One sample per ok row in this worker's open tar: `<key>.<ext>`, `<key>.txt`, `<key>.json`. */
+export class TarWriter implements SampleWriter {
+  private readonly shards: TarShardWriter;
+  private readonly out: string;
+  constructor(o: TarShardOptions) {
+    this.shards = new TarShardWriter(o);
+    this.out = o.out;
+  }
+
+  async write(s: Sample): Promise<Written> {
+    const key = sampleKey(s.id);
+    const image = `${key}.${s.ext}`;
+    const { tar, closed } = await this.shards.add([
+      { name: image, data: s.image },
+      { name: `${key}.txt`, data: Buffer.from(s.caption, 'utf8') },
+      { name: `${key}.json`, data: Buffer.from(JSON.stringify(s.meta), 'utf8') },
+    ]);
+    // --overwrite of a flat folder into tars: the row's old files go once its sample is in a tar.
+    if (s.previousPath && !s.previousPath.includes('.tar/')) {
+      await rm(path.join(this.out, path.basename(s.previousPath)), { force: true });
+      await rm(path.join(this.out, captionFileName(path.basename(s.previousPath))), { force: true });
+    }
+    return { path: memberPath(tar, image), closedTar: closed ? tar : null };
+  }
+}
+
+/** What a worker needs to know to make its writer (sent once, in WorkerConfig). */
+export interface OutputSettings {
+  format: OutputFormat;
+  samplesPerTar: number;
+  /** Tar names: `pcb` or the shard's tag, then the run's id. */
+  tarPrefix: string;
+  run: string;
+}
+
+export function createWriter(out: string, tmpDir: string, o: OutputSettings, worker: number): SampleWriter {
+  return o.format === 'webdataset'
+    ? new TarWriter({ out, tmpDir, prefix: o.tarPrefix, run: o.run, worker, samplesPerTar: o.samplesPerTar })
+    : new FilesWriter(out, tmpDir);
+}
