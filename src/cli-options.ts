@@ -27,7 +27,10 @@ export const OPT = {
   format: () => new Option('--format <fmt>', FORMATS.join(' | ')).default('png' as const).argParser(choiceOption('--format', FORMATS)),
   quality: () => new Option('--quality <n>', 'jpeg/webp quality, 1-100').default(95).argParser(intOption('--quality', 1, 100)),
   pngCompression: () =>
-    new Option('--png-compression <n>', "PNG zlib level, 0-9 (with filtering, 6 is within 3 % of the reference script's PNG on real photos)")
+    new Option(
+      '--png-compression <n>',
+      "PNG zlib level, 0-9 (with filtering, 5 is within 1.05x of the reference script's PNG on real photos, at 0.7x the encode CPU of 6)",
+    )
       .default(PNG_DEFAULTS.compression as number)
       .argParser(intOption('--png-compression', 0, 9)),
   pngFilter: () => new Option('--png-filter', 'PNG adaptive row filtering (the default)'),

@@ -163,13 +163,26 @@ export function settingDifferences(folder: Partial<FileSettings>, next: FileSett
   return diffs;
 }
 
+/** The flags that give the folder's own value of each differing setting (a default changed since, say). */
+function folderFlags(folder: Partial<FileSettings>, next: FileSettings): string {
+  const flags: string[] = [];
+  for (const key of Object.keys(OPTION_NAMES) as (keyof FileSettings)[]) {
+    const had = key in folder ? folder[key] : BEFORE_IT_EXISTED[key];
+    if (had === undefined || had === null || had === next[key]) continue;
+    const flag = OPTION_NAMES[key];
+    flags.push(typeof had === 'boolean' ? (had ? flag : flag.replace(/^--/, '--no-')) : `${flag} ${had}`);
+  }
+  return flags.join(' ');
+}
+
 /** A folder is made one way: refuse (exit 2) a run whose file settings differ, unless it redoes everything. */
 export function checkSettings(out: string, folder: Partial<FileSettings> | null, next: FileSettings, overwrite: boolean): void {
   if (!folder || overwrite) return;
   const diffs = settingDifferences(folder, next);
   if (diffs.length) {
+    const keep = folderFlags(folder, next);
     throw new UsageError(
-      `${out} was made with other settings (${diffs.join(', ')}); add --overwrite to redo every row with the new ones, or choose another --out`,
+      `${out} was made with other settings (${diffs.join(', ')}); ${keep ? `to resume it, pass its own (${keep}); ` : ''}add --overwrite to redo every row with the new ones, or choose another --out`,
     );
   }
 }

@@ -65,11 +65,12 @@ export interface DownloadOptions {
 export const DEFAULT_USER_AGENT = `pcb/${VERSION} (+${PROJECT_URL})`;
 export const DEFAULT_MEMORY_FRACTION = 0.25;
 /**
- * The default PNG: adaptive row filtering at zlib level 6, Pillow's own defaults. On real photographs
- * (Debian's wallpapers, 1024 px) it writes 1.03x Pillow's bytes; level 4 is 1.05x and level 2 1.11x,
- * unfiltered 1.9x (`npm run bench -- --photos`).
+ * The default PNG: adaptive row filtering at zlib level 5. On 54 real photographs from five of Debian's
+ * wallpaper packages (1024 px) it writes 1.011x the bytes of Pillow's default PNG (the reference script's),
+ * 1.043x on the worst package (mate's nature photos), for 0.70x the encode CPU of level 6 (Pillow's own
+ * level: 1.029x there); level 4 is 1.049x and level 3 1.068x on mate's (`npm run bench:photos`).
  */
-export const PNG_DEFAULTS = { compression: 6, filter: true } as const;
+export const PNG_DEFAULTS = { compression: 5, filter: true } as const;
 
 /** Commander argument parsers: each names the option, what it expects and what it got. */
 export function intOption(name: string, min: number, max = Number.MAX_SAFE_INTEGER) {

@@ -40,6 +40,8 @@ describe('a folder is made one way', () => {
     expect(other.code).toBe(2);
     expect(other.stderr.trim().split('\n')).toHaveLength(1);
     expect(other.stderr).toMatch(/--resize shortest-side → area.*--resolution 256 → 0\.5.*--format jpeg → png.*--overwrite.*another --out/);
+    // A default that changed since the folder was made (or a flag forgotten): the line says how to resume it as it is.
+    expect(other.stderr).toContain('to resume it, pass its own (--resize shortest-side --resolution 256 --format jpeg --quality 95)');
     expect(kit.server.requests.length).toBe(requests);
     expect(readFileSync(path.join(out, '.pcb', 'run.json'), 'utf8')).toBe(record);
     // Settings that do not shape the files may change freely: the rerun resumes.
@@ -55,7 +57,7 @@ describe('a folder is made one way', () => {
     expect(JSON.parse(readFileSync(path.join(out, '.pcb', 'run.json'), 'utf8'))).toMatchObject({
       format: 'png',
       resolution: 256,
-      pngCompression: 6,
+      pngCompression: 5,
       pngFilter: true,
       quality: null,
     });
