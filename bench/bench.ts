@@ -16,7 +16,7 @@ import { projectRoot } from '../src/version.js';
 import { targetSize } from '../src/resize.js';
 import { renderChart } from './chart.js';
 import { cpuNow, runPcbDownload } from './spawn.js';
-import { photoBench } from './photos.js';
+import { photoBench, publishedScript } from './photos.js';
 
 interface Args {
   images: number;
@@ -210,10 +210,8 @@ async function main(): Promise<void> {
   const server = await new KitServer().start();
   for (const p of photos) server.put(p.name, p.data);
   const input = path.join(work, 'bench.parquet');
-  await writeParquet(
-    input,
-    photos.map((p, i) => datasetRow(i, server.url(`/img/${p.name}`), p.width, p.height)),
-  );
+  const rows = photos.map((p, i) => datasetRow(i, server.url(`/img/${p.name}`), p.width, p.height));
+  await writeParquet(input, rows);
   const res = ['--resolution', String(a.resolution)];
   const avgSrc = photos.reduce((s, p) => s + p.data.length, 0) / photos.length;
 
@@ -235,6 +233,9 @@ async function main(): Promise<void> {
     p.steady_cpu_per_image_s = (p.cpu_s - startup.cpu_s) / Math.max(1, p.images - 1);
     sweep.push(p);
   }
+  // The baseline: the dataset's script as published, on the same photos from the same server, in this run.
+  process.stderr.write('bench: the dataset script as published (thread pool, Pillow)\n');
+  const published = await publishedScript(rows, work, a.resolution);
   const one = sweep.find((p) => p.threads === 1) ?? sweep[0];
   for (const p of sweep) p.efficiency = p.images_per_s / ((one.images_per_s / one.threads) * p.threads);
 
@@ -319,6 +320,8 @@ async function main(): Promise<void> {
       one_thread_over_bare: one.steady_cpu_per_image_s! / bare.cpu,
       whole_run_over_bare: best.cpu_per_image_s / bare.cpu,
     },
+    published_script: published,
+    pcb_over_published: published ? { images_per_s: best.images_per_s / published.images_per_s, bytes: best.out_bytes_per_image / 1024 / published.kb } : null,
     sweep,
     formats,
     layouts,
@@ -348,6 +351,10 @@ async function main(): Promise<void> {
       ['scaling eff.', (p) => f2(p.efficiency ?? 1)],
       ['server CPU-s', (p) => f2(p.server_cpu_s)],
     ]),
+    '',
+    published
+      ? `The dataset's script as published (\`ThreadPoolExecutor()\`, default workers; Pillow), same photos and server, this run: ${f2(published.images_per_s)} img/s, ${published.cpu_ms.toFixed(0)} CPU ms/img, ${published.kb.toFixed(0)} KB/img. pcb at --threads ${full}: **${f2(best.images_per_s / published.images_per_s)}× its img/s**, ${f2(best.out_bytes_per_image / 1024 / published.kb)}× its bytes.`
+      : '(no python3 with PIL here: `apt-get install python3-pil` for the published script’s line)',
     '',
     `Floors (one thread, per image, the lower of a measurement before and after the runs): decode ${(decode * 1000).toFixed(0)} ms · bare sharp decode+Lanczos+unfiltered zlib-2 PNG ${(bare.cpu * 1000).toFixed(0)} ms` +
       ` (measured ${(floorsBefore.bare.cpu * 1000).toFixed(0)} and ${(floorsAfter.bare.cpu * 1000).toFixed(0)} ms).`,

@@ -68,6 +68,31 @@ function dirBytes(dir: string, ext: string): number {
     .reduce((s, f) => s + statSync(path.join(dir, f)).size, 0);
 }
 
+/**
+ * The dataset's download script as published (bench/reference.py) over `rows`: its img/s, CPU per image
+ * and PNG bytes per image; null without a python3 that imports PIL.
+ */
+export async function publishedScript(
+  rows: Record<string, unknown>[],
+  work: string,
+  resolution: number,
+): Promise<{ images_per_s: number; cpu_ms: number; kb: number } | null> {
+  const py = pythonWithPil();
+  if (!py) return null;
+  const list = path.join(work, 'rows.tsv');
+  writeFileSync(list, rows.map((r) => `${r.id}\t${r.url}\t${r.cogvlm_caption}`).join('\n') + '\n');
+  const refOut = path.join(work, 'reference');
+  rmSync(refOut, { recursive: true, force: true });
+  const t0 = Date.now();
+  const r = await run(py, [path.join(projectRoot(), 'bench', 'reference.py'), list, refOut, String(resolution)]);
+  const wall = (Date.now() - t0) / 1000;
+  if (r.code !== 0) return null;
+  const cpu = (JSON.parse(r.stdout.trim().split('\n').pop()!) as { cpu_s: number }).cpu_s;
+  const kb = dirBytes(refOut, '.png') / 1024 / rows.length;
+  rmSync(refOut, { recursive: true, force: true });
+  return { images_per_s: rows.length / wall, cpu_ms: (cpu * 1000) / rows.length, kb };
+}
+
 export async function photoBench(dir: string, resolution: number, threads: number, work: string): Promise<{ result: PhotoResult; md: string }> {
   const files = readdirSync(dir)
     .filter((f) => /\.(jpe?g|png)$/i.test(f))
@@ -156,19 +181,7 @@ export async function photoBench(dir: string, resolution: number, threads: numbe
   const out = path.join(tmp, 'pcb');
   const s = await runPcbDownload([input, '--out', out, '--allow-private-network', '--threads', String(threads), '--resolution', String(resolution)]);
   const pcbKb = dirBytes(out, '.png') / 1024 / s.ok;
-  let reference: PhotoResult['end_to_end']['reference'] = null;
-  if (py) {
-    const list = path.join(tmp, 'rows.tsv');
-    writeFileSync(list, rows.map((r) => `${r.id}\t${r.url}\t${r.cogvlm_caption}`).join('\n') + '\n');
-    const refOut = path.join(tmp, 'reference');
-    const t0 = Date.now();
-    const r = await run(py, [ref, list, refOut, String(resolution)]);
-    const wall = (Date.now() - t0) / 1000;
-    if (r.code === 0) {
-      const cpu = (JSON.parse(r.stdout.trim().split('\n').pop()!) as { cpu_s: number }).cpu_s;
-      reference = { images_per_s: rows.length / wall, cpu_ms: (cpu * 1000) / rows.length, kb: dirBytes(refOut, '.png') / 1024 / rows.length };
-    }
-  }
+  const reference = await publishedScript(rows, tmp, resolution);
   await server.stop();
   rmSync(tmp, { recursive: true, force: true });
 

@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { FatalError, POLICY_REFUSALS, RowError, UsageError } from './errors.js';
 import type { DownloadOptions } from './options.js';
@@ -98,7 +98,7 @@ async function runLocked(o: DownloadOptions, source: Source, started: number, ho
   const { settings, tmpDir, layoutBefore } = prepareFolder(o, source);
   const planned = await planRows(o, source, settings, layoutBefore);
   const run = await dispatchRows(o, source, planned, { started, tmpDir, hooks, lock });
-  const records = await rebuildRecords(o, source, settings);
+  const records = await rebuildRecords(o, source, settings, run.progress.done);
   rmSync(tmpDir, { recursive: true, force: true });
   return summarize(o, planned, run, records);
 }
@@ -299,12 +299,19 @@ async function dispatchRows(
 }
 
 /** manifest.parquet and metadata.parquet rebuilt from the logs, in a DuckDB of their own. */
-async function rebuildRecords(o: DownloadOptions, source: Source, settings: FileSettings): Promise<{ dest: ReturnType<typeof recordPaths>; recordsS: number }> {
+async function rebuildRecords(
+  o: DownloadOptions,
+  source: Source,
+  settings: FileSettings,
+  processed: number,
+): Promise<{ dest: ReturnType<typeof recordPaths>; recordsS: number }> {
   const dest = recordPaths(o.out, o.shard, o.manifest);
   const recordLogs = o.shard ? [logPath(o.out, o.shard)] : allLogPaths(o.out);
   const recordsStarted = Date.now();
   // The plan's DuckDB goes before the records start: a fresh one holds only what the records need.
   source.close();
+  // A rerun that settled nothing leaves records that are newer than every log and the input as they are.
+  if (processed === 0 && recordsCurrent(dest, [...recordLogs, o.input])) return { dest, recordsS: 0 };
   const recordsConn = await openDuckDB();
   try {
     await writeRecords(
@@ -326,6 +333,13 @@ async function rebuildRecords(o: DownloadOptions, source: Source, settings: File
     closeDuckDB(recordsConn);
   }
   return { dest, recordsS: (Date.now() - recordsStarted) / 1000 };
+}
+
+/** Both records exist and were written after the last change to any of `sources`. */
+function recordsCurrent(dest: { manifest: string; metadata: string }, sources: string[]): boolean {
+  const mtime = (f: string) => (existsSync(f) ? statSync(f).mtimeMs : Number.NaN);
+  const written = Math.min(mtime(dest.manifest), mtime(dest.metadata));
+  return Number.isFinite(written) && sources.every((f) => mtime(f) <= written);
 }
 
 /** The hosts with the most rows, with the limit each settled on and the pushback it gave. */
