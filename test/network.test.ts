@@ -65,7 +65,6 @@ describe('in flight over a slow link', () => {
     const f = JSON.parse(fixed.stdout) as Summary;
     expect(f.in_flight_peak).toBeLessThanOrEqual(18);
     expect(s.maxOpenPerHost).toBeLessThanOrEqual(18);
-    expect(sum.images_per_s).toBeGreaterThan(f.images_per_s * 1.3);
   });
 
   for (const status of [429, 503]) {
