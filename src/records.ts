@@ -97,7 +97,7 @@ export function permanentFailureSql(p: RetryPolicy): string {
  * a sample, whose tar: the part of its path before `/`) is still on disk, and rows that failed for good.
  * One directory listing, no stat per file.
  */
-export async function buildDoneTable(conn: DuckDBConnection, out: string, logs: string[], policy: RetryPolicy): Promise<string> {
+export async function buildDoneTable(conn: DuckDBConnection, out: string, logs: string[], policy: RetryPolicy, currentManifest: string | null = null): Promise<string> {
   await conn.run(`CREATE OR REPLACE TEMP TABLE __files (name VARCHAR)`);
   const appender = await conn.createAppender('__files');
   // Streamed, and captions left out: an array of a flat folder's 1.1 M names held 140 MB.
@@ -112,7 +112,10 @@ export async function buildDoneTable(conn: DuckDBConnection, out: string, logs: 
     dir.closeSync();
   }
   appender.closeSync();
-  await conn.run(`CREATE OR REPLACE TEMP TABLE __done AS SELECT row, status FROM (${latestSql(logs)})
+  // A manifest newer than every log holds each row's latest outcome already: read it instead of parsing the
+  // logs' JSON (at 567,597 rows, 25 MB instead of ~190 MB of the planning's memory).
+  const latest = currentManifest ? `SELECT * FROM read_parquet(${literal(currentManifest)})` : latestSql(logs);
+  await conn.run(`CREATE OR REPLACE TEMP TABLE __done AS SELECT row, status FROM (${latest})
     WHERE (status = 'ok' AND split_part(path, '/', 1) IN (SELECT name FROM __files)) OR ${permanentFailureSql(policy)}`);
   await conn.run('DROP TABLE __files');
   return '__done';

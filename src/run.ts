@@ -147,11 +147,14 @@ async function planRows(o: DownloadOptions, source: Source, settings: FileSettin
     doneTable:
       o.overwrite || !logs.length
         ? null
-        : await buildDoneTable(source.conn, o.out, logs, {
-            retryFailed: o.retryFailed,
-            allowPrivateNetwork: o.allowPrivateNetwork,
-            ignoreOptOut: o.ignoreOptOut,
-          }),
+        : await buildDoneTable(
+            source.conn,
+            o.out,
+            logs,
+            { retryFailed: o.retryFailed, allowPrivateNetwork: o.allowPrivateNetwork, ignoreOptOut: o.ignoreOptOut },
+            // The last run's manifest, when no log changed since: each row's latest outcome without parsing every log line.
+            !o.shard && recordsCurrent(recordPaths(o.out, null, o.manifest), logs) ? recordPaths(o.out, null, o.manifest).manifest : null,
+          ),
     previousTable: formatChanged && logs.length ? await buildPreviousTable(source.conn, logs) : null,
   };
   const counts = await withWhere(o.where, async () => {
@@ -335,11 +338,14 @@ async function rebuildRecords(
   return { dest, recordsS: (Date.now() - recordsStarted) / 1000 };
 }
 
-/** Both records exist and were written after the last change to any of `sources`. */
+/**
+ * Both records exist and were written after the last change to any of `sources` (strictly after: on a
+ * filesystem with coarse times, a log line of the same tick may be newer, and the logs are then read).
+ */
 function recordsCurrent(dest: { manifest: string; metadata: string }, sources: string[]): boolean {
   const mtime = (f: string) => (existsSync(f) ? statSync(f).mtimeMs : Number.NaN);
   const written = Math.min(mtime(dest.manifest), mtime(dest.metadata));
-  return Number.isFinite(written) && sources.every((f) => mtime(f) <= written);
+  return Number.isFinite(written) && sources.every((f) => mtime(f) < written);
 }
 
 /** The hosts with the most rows, with the limit each settled on and the pushback it gave. */
