@@ -97,7 +97,13 @@ export function permanentFailureSql(p: RetryPolicy): string {
  * a sample, whose tar: the part of its path before `/`) is still on disk, and rows that failed for good.
  * One directory listing, no stat per file.
  */
-export async function buildDoneTable(conn: DuckDBConnection, out: string, logs: string[], policy: RetryPolicy, currentManifest: string | null = null): Promise<string> {
+export async function buildDoneTable(
+  conn: DuckDBConnection,
+  out: string,
+  logs: string[],
+  policy: RetryPolicy,
+  currentManifest: string | null = null,
+): Promise<string> {
   await conn.run(`CREATE OR REPLACE TEMP TABLE __files (name VARCHAR)`);
   const appender = await conn.createAppender('__files');
   // Streamed, and captions left out: an array of a flat folder's 1.1 M names held 140 MB.

@@ -153,7 +153,7 @@ async function planRows(o: DownloadOptions, source: Source, settings: FileSettin
             logs,
             { retryFailed: o.retryFailed, allowPrivateNetwork: o.allowPrivateNetwork, ignoreOptOut: o.ignoreOptOut },
             // The last run's manifest, when no log changed since: each row's latest outcome without parsing every log line.
-            !o.shard && recordsCurrent(recordPaths(o.out, null, o.manifest), logs) ? recordPaths(o.out, null, o.manifest).manifest : null,
+            currentManifest(o, logs),
           ),
     previousTable: formatChanged && logs.length ? await buildPreviousTable(source.conn, logs) : null,
   };
@@ -162,6 +162,13 @@ async function planRows(o: DownloadOptions, source: Source, settings: FileSettin
     return countPlan(source, plan);
   });
   return { plan, ...counts };
+}
+
+/** The unsharded folder's manifest when it is newer than every log, else null. */
+function currentManifest(o: DownloadOptions, logs: string[]): string | null {
+  if (o.shard) return null;
+  const dest = recordPaths(o.out, null, o.manifest);
+  return recordsCurrent(dest, logs) ? dest.manifest : null;
 }
 
 /** What the dispatch stage leaves for the summary. */
@@ -211,6 +218,7 @@ async function dispatchRows(
   const progress = new Progress(todo, { quiet: o.quiet || o.json, warn: !o.quiet, tty: Boolean(process.stderr.isTTY) });
   const limitsBuffer = createSharedBuffer(o.threads);
   const config = workerConfig(o, run.tmpDir, limitsBuffer);
+  const sizing = { threads: o.threads, perThread: o.concurrency === 'auto' ? null : o.concurrency, tasksPerWorker: config.tasksPerWorker };
   let monitor: RunMonitor | null = null;
   const settle = (result: RowResult) => {
     const { closedTar, ...r } = result;
@@ -228,7 +236,7 @@ async function dispatchRows(
       ? new RowPool(
           config,
           o.threads,
-          poolBounds({ threads: o.threads, perThread: o.concurrency === 'auto' ? null : o.concurrency, tasksPerWorker: config.tasksPerWorker }).start,
+          poolBounds(sizing).start,
           settle,
           (task, err) => {
             settle(failedResult(task, new RowError('internal_error', `worker crashed: ${(err as Error)?.message ?? err}`), Date.now()));
@@ -240,11 +248,7 @@ async function dispatchRows(
         )
       : null;
   if (pool) {
-    monitor = new RunMonitor(limitsBuffer, pool, {
-      threads: o.threads,
-      perThread: o.concurrency === 'auto' ? null : o.concurrency,
-      tasksPerWorker: config.tasksPerWorker,
-    });
+    monitor = new RunMonitor(limitsBuffer, pool, sizing);
     monitor.start();
     progress.inFlight = () => pool.inFlight;
   }

@@ -10,7 +10,7 @@ import { open } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { archiveEnd, packMembers, scanTar } from './tar.js';
-import type { MemberInput } from './tar.js';
+import type { MemberInput, ScannedMember } from './tar.js';
 import { tempName } from './folder.js';
 
 export const TAR_EXT = '.tar';
@@ -45,8 +45,7 @@ const SIDECARS = /\.(txt|json)$/;
  * Writes the index of a closed tar, streamed member by member (memory does not grow with the tar):
  * each image's offset and length, its geometry and caption from its sample's .json.
  */
-export function writeTarIndex(tar: string, index: string): { samples: number } {
-  const scan = scanTar(tar);
+export function writeTarIndex(tar: string, index: string, members: ScannedMember[] = scanTar(tar).members): { samples: number } {
   const fd = openSync(tar, 'r');
   const tmp = tempName(index);
   const out = openSync(tmp, 'w');
@@ -61,7 +60,7 @@ export function writeTarIndex(tar: string, index: string): { samples: number } {
     // Members come as image, .txt, .json per sample: the image's entry waits for its .json.
     let image: { name: string; offset: number; length: number } | null = null;
     let caption: string | null = null;
-    for (const m of scan.members) {
+    for (const m of members) {
       if (!SIDECARS.test(m.name)) {
         if (image) entry(image.name, { offset: image.offset, length: image.length });
         image = m;
@@ -111,7 +110,12 @@ export function closeTar(tmpTar: string): boolean {
   } finally {
     closeSync(fd);
   }
-  writeTarIndex(tmpTar, tarIndexPath(tmpTar));
+  // The scan above already has the members: the index is written from it, without reading the headers again.
+  writeTarIndex(
+    tmpTar,
+    tarIndexPath(tmpTar),
+    scan.members.filter((m) => m.offset < end),
+  );
   return true;
 }
 
