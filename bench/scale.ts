@@ -2,7 +2,8 @@
  * `npm run bench:scale [-- --rows 567597 --threads 2]`: pcb over the dataset's full shape (567,597 rows,
  * 20 columns, ~570-character captions) with tiny images from a loopback keep-alive server, so that what
  * is measured is what grows with the input: rows/s, CPU per row (main thread and all), peak RSS sampled
- * over time, records time, planning time of a resumed run, `pcb merge`, the flat folder's listing and
+ * over time and split by stage (planning, dispatch, records), records time, three reruns (nothing to do; 5 %
+ * lost after a completed run; 5 % lost after a killed one, from the logs alone), `pcb merge`, the flat folder's listing and
  * create/rename costs, and the pool's dispatch cost alone at capacities 32, 1,024 and 4,096.
  */
 import { mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
@@ -55,6 +56,31 @@ async function sampled(args: string[]): Promise<Sampled> {
   });
   if (timer) clearInterval(timer);
   return { stdout: r.stdout, code: r.code, peakRssMb: peak, timeline, mainCpuS };
+}
+
+interface Staged {
+  peak_rss_mb: number;
+  planning_peak_rss_mb: number;
+  dispatch_peak_rss_mb: number | null;
+  records_peak_rss_mb: number;
+}
+
+/**
+ * Peak RSS in each stage of a run, from its summary's times: planning until the first row is dispatched (or,
+ * with nothing to do, until the records), the records for their last `records_s`, and dispatch between.
+ */
+function stages(run: Sampled): Staged {
+  const r = JSON.parse(run.stdout) as Summary;
+  const end = run.timeline.at(-1)?.[0] ?? 0;
+  const recordsFrom = end - r.records_s - 0.2;
+  const dispatchFrom = r.first_dispatch_s ?? recordsFrom;
+  const peak = (from: number, to: number) => Math.max(0, ...run.timeline.filter(([t]) => t >= from && t < to).map(([, rss]) => rss));
+  return {
+    peak_rss_mb: run.peakRssMb,
+    planning_peak_rss_mb: peak(0, dispatchFrom),
+    dispatch_peak_rss_mb: r.first_dispatch_s === null ? null : peak(dispatchFrom, recordsFrom),
+    records_peak_rss_mb: peak(recordsFrom, Number.POSITIVE_INFINITY),
+  };
 }
 
 /** Main-thread rows/s of the pool alone: no-op tasks at a given capacity. */
@@ -123,7 +149,6 @@ async function main(): Promise<void> {
   if (full.code !== 0) throw new Error(`pcb exited ${full.code}`);
   const s = JSON.parse(full.stdout) as Summary;
   if (s.failed) process.stderr.write(`bench:scale: ${s.failed} rows failed: ${JSON.stringify(s.errors)}\n`);
-  const recordsPeak = Math.max(0, ...full.timeline.filter(([t]) => t >= s.wall_s).map(([, r]) => r));
 
   process.stderr.write('bench:scale: listing and create/rename in the flat folder\n');
   const t0 = process.hrtime.bigint();
@@ -135,10 +160,21 @@ async function main(): Promise<void> {
   mkdirSync(empty);
   const renameEmpty = createRename(empty, 10_000);
 
-  process.stderr.write('bench:scale: resumed run with 5 % left to do\n');
-  for (let i = 0; i < rows; i += 20) rmSync(path.join(out, `${1_000_000 + i}.jpg`), { force: true });
+  // The reruns a user makes: one with nothing left to do, then 5 % of the images lost (every 20th row's image
+  // and caption removed), after a completed run (its manifest current) and after a killed one (logs alone).
+  const loseFivePercent = () => {
+    for (let i = 0; i < rows; i += 20) for (const ext of ['jpg', 'txt']) rmSync(path.join(out, `${1_000_000 + i}.${ext}`), { force: true });
+  };
+  process.stderr.write('bench:scale: rerun with nothing to do\n');
+  const noop = await sampled(['download', ...common]);
+  process.stderr.write('bench:scale: resumed run with 5 % left to do, after a completed run\n');
+  loseFivePercent();
   const resumed = await sampled(['download', ...common]);
-  const r = JSON.parse(resumed.stdout) as Summary;
+  process.stderr.write('bench:scale: resumed run with 5 % left to do, from the logs alone (a killed run)\n');
+  loseFivePercent();
+  for (const f of ['manifest.parquet', 'metadata.parquet']) rmSync(path.join(out, f), { force: true });
+  const fromLogs = await sampled(['download', ...common]);
+  const reruns = { noop, resumed, fromLogs };
 
   process.stderr.write('bench:scale: pcb merge\n');
   const t1 = Date.now();
@@ -151,6 +187,12 @@ async function main(): Promise<void> {
   await server.stop();
 
   const f1 = (n: number) => n.toFixed(1);
+  const rerun = (run: Sampled) => {
+    const r = JSON.parse(run.stdout) as Summary;
+    return { processed: r.processed, skipped: r.skipped, wall_s: r.wall_s, first_dispatch_s: r.first_dispatch_s, records_s: r.records_s, ...stages(run) };
+  };
+  const stageRow = (name: string, done: number, r: Staged & { wall_s: number; first_dispatch_s: number | null; records_s: number }, rates = ' | | ') =>
+    `| ${name} | ${done} | ${f1(r.wall_s)} | ${rates} | ${r.first_dispatch_s === null ? '–' : r.first_dispatch_s.toFixed(2)} | ${f1(r.records_s)} | ${f1(r.peak_rss_mb)} | ${f1(r.planning_peak_rss_mb)} | ${r.dispatch_peak_rss_mb === null ? '–' : f1(r.dispatch_peak_rss_mb)} | ${f1(r.records_peak_rss_mb)} |`;
   const result = {
     date: new Date().toISOString(),
     host: os.hostname(),
@@ -162,14 +204,15 @@ async function main(): Promise<void> {
       rows_per_s: s.processed / s.wall_s,
       cpu_ms_per_row: (s.cpu_s * 1000) / s.processed,
       main_cpu_ms_per_row: (full.mainCpuS * 1000) / s.processed,
-      peak_rss_mb: full.peakRssMb,
-      records_s: s.records_s,
-      records_peak_rss_mb: recordsPeak,
+      ...stages(full),
       first_dispatch_s: s.first_dispatch_s,
+      records_s: s.records_s,
       ok: s.ok,
       failed: s.failed,
     },
-    resumed: { first_dispatch_s: r.first_dispatch_s, processed: r.processed, skipped: r.skipped, peak_rss_mb: resumed.peakRssMb, wall_s: r.wall_s },
+    noop: rerun(reruns.noop),
+    resumed: rerun(reruns.resumed),
+    fromLogs: rerun(reruns.fromLogs),
     merge: { wall_s: mergeS, peak_rss_mb: merge.peakRssMb },
     folder: { entries: names.length, readdir_s: listS, create_rename_10k_full_s: renameFull, create_rename_10k_empty_s: renameEmpty },
     pool_rows_per_s: Object.fromEntries(pool.map(([c, v]) => [c, v])),
@@ -180,11 +223,18 @@ async function main(): Promise<void> {
     '',
     `${rows} rows in the dataset's shape (20 columns, ~570-character captions), 96×64 JPEGs from a loopback keep-alive server, \`--threads ${threads} --resize none --format jpeg\`: ${s.ok} ok, ${s.failed} failed.`,
     '',
-    '| run | wall s | rows/s | CPU ms/row (all) | CPU ms/row (main thread) | peak RSS MB | first dispatch s | records s (peak RSS MB) |',
-    '|---|---|---|---|---|---|---|---|',
-    `| full | ${f1(s.wall_s)} | ${f1(result.full.rows_per_s)} | ${result.full.cpu_ms_per_row.toFixed(2)} | ${result.full.main_cpu_ms_per_row.toFixed(2)} | ${f1(full.peakRssMb)} | ${(s.first_dispatch_s ?? 0).toFixed(2)} | ${f1(s.records_s)} (${f1(recordsPeak)}) |`,
-    `| resumed, 5 % left | ${f1(r.wall_s)} | | | | ${f1(resumed.peakRssMb)} | ${(r.first_dispatch_s ?? 0).toFixed(2)} | ${f1(r.records_s)} |`,
-    `| pcb merge | ${f1(mergeS)} | | | | ${f1(merge.peakRssMb)} | | |`,
+    `| run | rows done | wall s | rows/s | CPU ms/row (all) | CPU ms/row (main thread) | first dispatch s | records s | peak RSS MB: whole run | planning | dispatch | records |`,
+    '|---|---|---|---|---|---|---|---|---|---|---|---|',
+    stageRow(
+      'full',
+      s.processed,
+      result.full,
+      `${f1(result.full.rows_per_s)} | ${result.full.cpu_ms_per_row.toFixed(2)} | ${result.full.main_cpu_ms_per_row.toFixed(2)}`,
+    ),
+    stageRow('rerun, nothing to do', result.noop.processed, result.noop),
+    stageRow('resumed, 5 % left, after a completed run', result.resumed.processed, result.resumed),
+    stageRow('resumed, 5 % left, from the logs alone', result.fromLogs.processed, result.fromLogs),
+    `| pcb merge | | ${f1(mergeS)} | | | | | | ${f1(merge.peakRssMb)} | | | |`,
     '',
     `Flat folder of ${names.length} entries: readdir ${listS.toFixed(2)} s; create + rename of 10,000 files ${renameFull.toFixed(2)} s there, ${renameEmpty.toFixed(2)} s in an empty folder.`,
     `The pool alone (no-op tasks, main-thread rows/s): ${pool.map(([c, v]) => `capacity ${c}: ${Math.round(v)}`).join(' · ')}.`,

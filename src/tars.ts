@@ -11,7 +11,7 @@ import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { archiveEnd, packMembers, scanTar } from './tar.js';
 import type { MemberInput, ScannedMember } from './tar.js';
-import { tempName } from './folder.js';
+import { eachName, tempName } from './folder.js';
 
 export const TAR_EXT = '.tar';
 
@@ -150,7 +150,10 @@ export function discardWorkerTars(tmpDir: string, threadId: number): void {
 
 /** An index whose tar is not there (a kill between the two renames): it names nothing, so it goes. */
 export function removeOrphanIndexes(out: string): void {
-  const names = new Set(readdirSync(out));
+  const names = new Set<string>();
+  eachName(out, (n) => {
+    if (TAR_NAME.test(n)) names.add(n);
+  });
   for (const n of names) if (isTarIndexName(n) && !names.has(n.slice(0, -'.json'.length) + TAR_EXT)) rmSync(path.join(out, n), { force: true });
 }
 
@@ -169,7 +172,11 @@ export function isTarName(n: string): boolean {
 
 /** The tars (and their indexes) of one shard's name prefix (null: every one), gone: --overwrite of a webdataset folder. */
 export function removeShardTars(out: string, prefix: string | null): void {
-  for (const n of readdirSync(out)) if (TAR_NAME.test(n) && (prefix === null || n.startsWith(`${prefix}-`))) rmSync(path.join(out, n), { force: true });
+  const doomed: string[] = [];
+  eachName(out, (n) => {
+    if (TAR_NAME.test(n) && (prefix === null || n.startsWith(`${prefix}-`))) doomed.push(n);
+  });
+  for (const n of doomed) rmSync(path.join(out, n), { force: true });
 }
 
 export interface TarShardOptions {
