@@ -47,9 +47,9 @@ export class FilesWriter implements SampleWriter {
     const name = `${s.id}.${s.ext}`;
     let imageWritten = false;
     try {
-      await writeAtomic(this.out, this.tmpDir, name, s.image);
+      writeAtomic(this.out, this.tmpDir, name, s.image);
       imageWritten = true;
-      await writeAtomic(this.out, this.tmpDir, captionFileName(name), s.caption);
+      writeAtomic(this.out, this.tmpDir, captionFileName(name), s.caption);
       // --overwrite into another format: the row's old image goes once the new one is in place.
       if (s.previousPath && s.previousPath !== name) await rm(path.join(this.out, path.basename(s.previousPath)), { force: true });
     } catch (err) {

@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync, truncateSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, truncateSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { DATASET_COLUMNS, datasetRow, writeParquet } from '../src/kit/dataset.js';
 import { loggedRows, readParquet, runPcb, tmpDir, until, useKit } from './helpers.js';
@@ -180,8 +180,15 @@ describe('webdataset output', () => {
     expect(fixed.code).toBe(0);
     expect(existsSync(path.join(out, victim))).toBe(false);
     expect(readdirSync(path.join(out, '.pcb', 'damaged')).sort()).toEqual([victim.replace(/\.tar$/, '.json'), victim]);
+    // An index whose tar never arrived (a kill between the two moves) goes with the next run; the others stay.
+    const stray = 'pcb-zzz-w9-00001.json';
+    writeFileSync(path.join(out, stray), '{"files":{}}');
     const rerun = JSON.parse((await runPcb(['download', file, '--out', out, '--threads', '1', '--samples-per-tar', '5', ...common])).stdout);
     expect([rerun.processed, rerun.ok, rerun.skipped]).toEqual([5, 5, 7]);
+    expect(existsSync(path.join(out, stray))).toBe(false);
+    const indexes = readdirSync(out).filter((f) => /^pcb-.*\.json$/.test(f));
+    expect(indexes.length).toBe(3);
+    for (const i of indexes) expect(existsSync(path.join(out, i.replace(/\.json$/, '.tar')))).toBe(true);
     expect(new Set(samples(out)).size).toBe(12);
     expect((await runPcb(['verify', out])).code).toBe(0);
   });
