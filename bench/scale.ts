@@ -17,7 +17,8 @@ import { projectRoot } from '../src/version.js';
 import { RowPool } from '../src/pool.js';
 import { bareCapacity, bareWorkerConfig } from '../src/kit/pool-config.js';
 import type { Summary } from '../src/progress.js';
-import { run } from './spawn.js';
+import sharp from 'sharp';
+import { cpuNow, run } from './spawn.js';
 
 const ROOT = projectRoot();
 /** Clock ticks per second in /proc's CPU times (USER_HZ, 100 on Linux). */
@@ -108,6 +109,24 @@ async function poolRate(concurrency: number, rows: number): Promise<number> {
   }
 }
 
+/**
+ * The bare library's CPU per image for what `--resize none --format jpeg` asks of a JPEG: its header read,
+ * then every byte decoded (a truncated file must not pass), from memory, one thread, no pool, no network,
+ * no files. The same calls pcb makes; what pcb spends beyond this per row is its own.
+ */
+async function bareTiny(images: Buffer[], n: number): Promise<number> {
+  sharp.concurrency(1);
+  sharp.cache(false);
+  const one = async (data: Buffer) => {
+    await sharp(data, { limitInputPixels: false }).metadata();
+    await sharp(data, { failOn: 'error', pages: 1 }).resize({ width: 64, kernel: 'nearest' }).raw().toBuffer();
+  };
+  for (let i = 0; i < 200; i++) await one(images[i % images.length]);
+  const c0 = cpuNow();
+  for (let i = 0; i < n; i++) await one(images[i % images.length]);
+  return ((cpuNow() - c0) * 1000) / n;
+}
+
 /** Seconds to create and rename `n` small files in `dir` (as pcb's atomic writes do). */
 function createRename(dir: string, n: number): number {
   const tmp = path.join(dir, '.bench-tmp');
@@ -136,7 +155,8 @@ async function main(): Promise<void> {
   mkdirSync(work, { recursive: true });
   const server = await new KitServer().start();
   server.recordRequests = false;
-  for (const [i, p] of (await photoSet(100, [96, 64], 80)).entries()) server.put(`photo-${i}.jpg`, p.data);
+  const tiny = await photoSet(100, [96, 64], 80);
+  for (const [i, p] of tiny.entries()) server.put(`photo-${i}.jpg`, p.data);
   const input = path.join(work, `scale-${rows}.parquet`);
   process.stderr.write(`bench:scale: ${rows} rows in the dataset's full shape → ${input}\n`);
   await writeSyntheticDataset(input, rows, server.url('').replace(/\/$/, ''), true);
@@ -185,6 +205,11 @@ async function main(): Promise<void> {
   const pool: [number, number][] = [];
   for (const capacity of [32, 1024, 4096]) pool.push([capacity, await poolRate(capacity - 2, 100_000)]);
   await server.stop();
+  process.stderr.write('bench:scale: bare sharp on the same images\n');
+  const bareMs = await bareTiny(
+    tiny.map((p) => p.data),
+    20_000,
+  );
 
   const f1 = (n: number) => n.toFixed(1);
   const rerun = (run: Sampled) => {
@@ -215,6 +240,8 @@ async function main(): Promise<void> {
     fromLogs: rerun(reruns.fromLogs),
     merge: { wall_s: mergeS, peak_rss_mb: merge.peakRssMb },
     folder: { entries: names.length, readdir_s: listS, create_rename_10k_full_s: renameFull, create_rename_10k_empty_s: renameEmpty },
+    bare_cpu_ms_per_image: bareMs,
+    full_over_bare: (s.cpu_s * 1000) / s.processed / bareMs,
     pool_rows_per_s: Object.fromEntries(pool.map(([c, v]) => [c, v])),
     timeline: full.timeline.filter((_, i) => i % 5 === 0),
   };
@@ -235,6 +262,8 @@ async function main(): Promise<void> {
     stageRow('resumed, 5 % left, after a completed run', result.resumed.processed, result.resumed),
     stageRow('resumed, 5 % left, from the logs alone', result.fromLogs.processed, result.fromLogs),
     `| pcb merge | | ${f1(mergeS)} | | | | | | ${f1(merge.peakRssMb)} | | | |`,
+    '',
+    `Bare sharp on the same 96×64 JPEGs, one thread, from memory (header, then a decode of every byte: what \`--resize none\` asks of pcb): ${bareMs.toFixed(2)} CPU ms/image. pcb's full run, everything included: **${result.full_over_bare.toFixed(2)}×** that.`,
     '',
     `Flat folder of ${names.length} entries: readdir ${listS.toFixed(2)} s; create + rename of 10,000 files ${renameFull.toFixed(2)} s there, ${renameEmpty.toFixed(2)} s in an empty folder.`,
     `The pool alone (no-op tasks, main-thread rows/s): ${pool.map(([c, v]) => `capacity ${c}: ${Math.round(v)}`).join(' · ')}.`,
