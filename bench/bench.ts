@@ -17,6 +17,7 @@ import { targetSize } from '../src/resize.js';
 import { renderChart } from './chart.js';
 import { cpuNow, runPcbDownload } from './spawn.js';
 import { photoBench, publishedScript } from './photos.js';
+import { PNG_DEFAULTS } from '../src/options.js';
 
 interface Args {
   images: number;
@@ -102,7 +103,7 @@ async function bareFloor(photos: KitPhoto[], res: number, encode: (s: Sharp) => 
 interface Point {
   label: string;
   threads: number;
-  concurrency: number;
+  concurrency: number | 'auto';
   format: string;
   images: number;
   wall_s: number;
@@ -130,7 +131,7 @@ async function point(
   label: string,
   extra: string[],
   threads: number,
-  concurrency: number,
+  concurrency: number | 'auto',
   format: string,
   work: string,
 ): Promise<Point> {
@@ -220,15 +221,15 @@ async function main(): Promise<void> {
   // Floors are measured before and after the pipeline runs; the lower (the best this machine did) counts.
   const floorRun = async () => ({
     decode: await decodeFloor(photos, a.resolution),
-    bare: await bareFloor(photos, a.resolution, (s) => s.png({ compressionLevel: 2, adaptiveFiltering: false })),
+    bare: await bareFloor(photos, a.resolution, (s) => s.png({ compressionLevel: PNG_DEFAULTS.compression, adaptiveFiltering: PNG_DEFAULTS.filter })),
   });
   const floorsBefore = await floorRun();
 
   const sweep: Point[] = [];
   for (const t of a.threads) {
     process.stderr.write(`bench: --threads ${t}\n`);
-    const p = await point(server, input, `t${t}`, res, t, 16, 'png', work);
-    const startup = await point(server, input, `t${t}-1`, [...res, '--limit', '1'], t, 16, 'png', work);
+    const p = await point(server, input, `t${t}`, res, t, 'auto', 'png', work);
+    const startup = await point(server, input, `t${t}-1`, [...res, '--limit', '1'], t, 'auto', 'png', work);
     p.startup_cpu_s = startup.cpu_s;
     p.steady_cpu_per_image_s = (p.cpu_s - startup.cpu_s) / Math.max(1, p.images - 1);
     sweep.push(p);
@@ -243,7 +244,7 @@ async function main(): Promise<void> {
   if (!a.quick) {
     for (const f of ['png', 'jpeg', 'webp']) {
       process.stderr.write(`bench: --format ${f}\n`);
-      formats.push(await point(server, input, `f-${f}`, res, full, 16, f, work));
+      formats.push(await point(server, input, `f-${f}`, res, full, 'auto', f, work));
     }
   }
   // The two layouts, in turn, twice (files, webdataset, files, webdataset): the ratio of their best runs.
@@ -252,7 +253,7 @@ async function main(): Promise<void> {
     for (let i = 0; i < 2; i++) {
       for (const layout of ['files', 'webdataset']) {
         process.stderr.write(`bench: --output-format ${layout}\n`);
-        layouts.push(await point(server, input, `l-${layout}-${i}`, [...res, '--output-format', layout], full, 16, 'png', work));
+        layouts.push(await point(server, input, `l-${layout}-${i}`, [...res, '--output-format', layout], full, 'auto', 'png', work));
       }
     }
   }
@@ -288,9 +289,9 @@ async function main(): Promise<void> {
       imgixInput,
       photos.map((p, i) => datasetRow(i, server.url(`/imgix/${p.name}`), p.width, p.height)),
     );
-    cdn.push(await point(server, imgixInput, 'originals', res, full, 16, 'png', work));
-    await point(server, imgixInput, 'imgix-warm', [...res, '--cdn-resize', 'imgix', '--cdn-resize-host', '127.0.0.1'], full, 16, 'png', work);
-    cdn.push(await point(server, imgixInput, 'imgix', [...res, '--cdn-resize', 'imgix', '--cdn-resize-host', '127.0.0.1'], full, 16, 'png', work));
+    cdn.push(await point(server, imgixInput, 'originals', res, full, 'auto', 'png', work));
+    await point(server, imgixInput, 'imgix-warm', [...res, '--cdn-resize', 'imgix', '--cdn-resize-host', '127.0.0.1'], full, 'auto', 'png', work);
+    cdn.push(await point(server, imgixInput, 'imgix', [...res, '--cdn-resize', 'imgix', '--cdn-resize-host', '127.0.0.1'], full, 'auto', 'png', work));
   }
   await server.stop();
   process.stderr.write('bench: floors again\n');
@@ -356,7 +357,7 @@ async function main(): Promise<void> {
       ? `The dataset's script as published (\`ThreadPoolExecutor()\`, default workers; Pillow), same photos and server, this run: ${f2(published.images_per_s)} img/s, ${published.cpu_ms.toFixed(0)} CPU ms/img, ${published.kb.toFixed(0)} KB/img. pcb at --threads ${full}: **${f2(best.images_per_s / published.images_per_s)}× its img/s**, ${f2(best.out_bytes_per_image / 1024 / published.kb)}× its bytes.`
       : '(no python3 with PIL here: `apt-get install python3-pil` for the published script’s line)',
     '',
-    `Floors (one thread, per image, the lower of a measurement before and after the runs): decode ${(decode * 1000).toFixed(0)} ms · bare sharp decode+Lanczos+unfiltered zlib-2 PNG ${(bare.cpu * 1000).toFixed(0)} ms` +
+    `Floors (one thread, per image, the lower of a measurement before and after the runs): decode ${(decode * 1000).toFixed(0)} ms · bare sharp decode+Lanczos+PNG at pcb's default settings (zlib ${PNG_DEFAULTS.compression}, adaptive filter) ${(bare.cpu * 1000).toFixed(0)} ms` +
       ` (measured ${(floorsBefore.bare.cpu * 1000).toFixed(0)} and ${(floorsAfter.bare.cpu * 1000).toFixed(0)} ms).`,
     `Pipeline CPU per image at ${full} threads, steady state (a one-row run's startup CPU taken out): ${(best.steady_cpu_per_image_s! * 1000).toFixed(0)} ms = **${f2(result.ratios.pipeline_over_bare)}× the bare-library floor**, ${f2(result.ratios.pipeline_over_decode)}× the decode floor` +
       ` (at 1 thread: ${f2(result.ratios.one_thread_over_bare)}× bare; whole run with startup: ${f2(result.ratios.whole_run_over_bare)}× bare).`,
