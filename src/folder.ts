@@ -69,12 +69,14 @@ const FOREIGN_TEMP_AGE_MS = 24 * 3600 * 1000;
 
 /**
  * Remove temporary files (`*.tmp-<host>-<pid>`) that a killed pcb left in a folder: this host's when
- * their pid is gone, another host's only when a day old. A live process's own are left alone.
+ * their pid is gone, another host's only when a day old. A live process's own are left alone. `alsoSee`
+ * is shown every name of the listing, for another sweep of the same folder.
  */
-export function removeStaleTemps(dir: string): void {
+export function removeStaleTemps(dir: string, alsoSee: (name: string) => void = () => undefined): void {
   if (!existsSync(dir)) return;
   const stale: string[] = [];
   eachName(dir, (name) => {
+    alsoSee(name);
     const m = /\.tmp-(.+)-(\d+)$/.exec(name);
     if (!m) return;
     const file = path.join(dir, name);

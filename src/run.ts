@@ -31,7 +31,7 @@ import type { HostSummary, Summary } from './progress.js';
 import { RunMonitor, poolBounds } from './run-monitor.js';
 import { boundHint } from './bound-hint.js';
 import { openFileLimit } from './options.js';
-import { discardWorkerTars, finalizeLeftovers, publishTar, removeOrphanIndexes, removeShardTars } from './tars.js';
+import { discardWorkerTars, finalizeLeftovers, orphanIndexSweep, publishTar, removeShardTars } from './tars.js';
 import { checkId } from './row.js';
 import { failedResult } from './result.js';
 import type { RowResult } from './result.js';
@@ -113,9 +113,11 @@ function prepareFolder(o: DownloadOptions, source: Source): { settings: FileSett
   const tmpDir = tmpDirPath(o.out, o.shard);
   rmSync(tmpDir, { recursive: true, force: true });
   mkdirSync(tmpDir);
-  removeStaleTemps(o.out);
+  // One listing of the folder serves both sweeps: dead runs' temporary files and indexes left without their tar.
+  const orphans = orphanIndexSweep(o.out);
+  removeStaleTemps(o.out, orphans.see);
+  orphans.sweep();
   removeStaleTemps(stateDir);
-  removeOrphanIndexes(o.out);
   // Every row is redone: the tars of this shard (all of them without --shard) would hold their old samples.
   if (o.overwrite) removeShardTars(o.out, o.shard ? shardTag(o.shard) : null);
   const record: RunRecord = { ...settings, input: path.resolve(o.input), where: o.where, limit: o.limit, cdnResize: o.cdnResize };

@@ -6,8 +6,6 @@
  * is never in the folder, and after kill -9 only the open tars' rows are redone.
  */
 import { closeSync, existsSync, ftruncateSync, openSync, readSync, readdirSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
-import { open } from 'node:fs/promises';
-import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { archiveEnd, packMembers, scanTar } from './tar.js';
 import type { MemberInput, ScannedMember } from './tar.js';
@@ -148,13 +146,21 @@ export function discardWorkerTars(tmpDir: string, threadId: number): void {
   for (const n of readdirSync(tmpDir)) if (n.includes(`-w${threadId}-`)) rmSync(path.join(tmpDir, n), { force: true });
 }
 
-/** An index whose tar is not there (a kill between the two renames): it names nothing, so it goes. */
-export function removeOrphanIndexes(out: string): void {
+/**
+ * Indexes whose tar is not there (a kill between the two renames) name nothing, so they go. `see` takes
+ * the folder's names as another listing passes them (the stale-temporary sweep's), so the folder of a
+ * million images is listed once for both; `sweep` then removes the orphans.
+ */
+export function orphanIndexSweep(out: string): { see: (name: string) => void; sweep: () => void } {
   const names = new Set<string>();
-  eachName(out, (n) => {
-    if (TAR_NAME.test(n)) names.add(n);
-  });
-  for (const n of names) if (isTarIndexName(n) && !names.has(n.slice(0, -'.json'.length) + TAR_EXT)) rmSync(path.join(out, n), { force: true });
+  return {
+    see: (n) => {
+      if (TAR_NAME.test(n)) names.add(n);
+    },
+    sweep: () => {
+      for (const n of names) if (isTarIndexName(n) && !names.has(n.slice(0, -'.json'.length) + TAR_EXT)) rmSync(path.join(out, n), { force: true });
+    },
+  };
 }
 
 /** Names pcb gives its tars: `<prefix>-<run>-w<worker>-<seq>.tar`, the prefix naming the shard. */
@@ -190,39 +196,45 @@ export interface TarShardOptions {
   samplesPerTar: number;
 }
 
-/** One worker's open tar: samples appended in order, the tar closed and a new one opened every n samples. */
+/**
+ * One worker's open tar: samples appended in order, the tar closed and a new one opened every n samples.
+ * Synchronous on the worker thread, as the flat layout writes its files: one write per sample, no
+ * threadpool round trip, and no two appends can interleave.
+ */
 export class TarShardWriter {
-  private fh: FileHandle | null = null;
+  private fd: number | null = null;
   private tmp = '';
   private name = '';
   private size = 0;
   private samples = 0;
   private seq = 0;
-  private chain: Promise<unknown> = Promise.resolve();
 
   constructor(private readonly o: TarShardOptions) {}
 
-  /** Appends one sample's members; resolves with the tar's name, and whether this sample closed it (full). */
-  add(members: MemberInput[]): Promise<{ tar: string; closed: boolean }> {
-    const next = this.chain.then(() => this.append(members));
-    this.chain = next.catch(() => undefined);
-    return next;
-  }
-
-  private async append(members: MemberInput[]): Promise<{ tar: string; closed: boolean }> {
-    if (!this.fh) {
+  /** Appends one sample's members: the tar's name, and whether this sample filled and closed it. */
+  add(members: MemberInput[]): { tar: string; closed: boolean } {
+    if (this.fd === null) {
       this.name = tarName(this.o.prefix, this.o.run, this.o.worker, this.seq++);
       this.tmp = path.join(this.o.tmpDir, this.name);
-      this.fh = await open(this.tmp, 'w');
+      this.fd = openSync(this.tmp, 'w');
       this.size = 0;
       this.samples = 0;
     }
+    const fd = this.fd;
     const { bytes } = packMembers(members, this.size);
     try {
-      await this.fh.write(bytes, 0, bytes.length, this.size);
+      for (let done = 0; done < bytes.length; ) {
+        const n = writeSync(fd, bytes, done, bytes.length - done, this.size + done);
+        if (n === 0) throw new Error(`no byte written to ${this.tmp}`);
+        done += n;
+      }
     } catch (err) {
       // A failed write leaves no part of the sample behind: the tar stays whole up to the last sample.
-      await this.fh.truncate(this.size).catch(() => undefined);
+      try {
+        ftruncateSync(fd, this.size);
+      } catch {
+        /* the write's own error is the one to report */
+      }
       throw err;
     }
     this.size += bytes.length;
@@ -230,8 +242,8 @@ export class TarShardWriter {
     const tar = this.name;
     if (this.samples < this.o.samplesPerTar) return { tar, closed: false };
     // Full: closed where it is; the main thread moves it into the folder once this row is logged.
-    await this.fh.close();
-    this.fh = null;
+    closeSync(fd);
+    this.fd = null;
     closeTar(this.tmp);
     return { tar, closed: true };
   }

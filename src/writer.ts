@@ -72,7 +72,7 @@ export class TarWriter implements SampleWriter {
   async write(s: Sample): Promise<Written> {
     const key = sampleKey(s.id);
     const image = `${key}.${s.ext}`;
-    const { tar, closed } = await this.shards.add([
+    const { tar, closed } = this.shards.add([
       { name: image, data: s.image },
       { name: `${key}.txt`, data: Buffer.from(s.caption, 'utf8') },
       { name: `${key}.json`, data: Buffer.from(JSON.stringify(s.meta), 'utf8') },
