@@ -10,8 +10,8 @@ let tmpCount = 0;
  * Write a file so that it is either absent or whole: a temporary name inside the run's own temporary
  * folder (same filesystem), then one rename. Synchronous, on the calling (worker) thread: each async fs
  * call is a round trip through libuv's threadpool, and with open, write, close and rename for an image and
- * its caption those eight hand-offs cost more CPU than writing a small image (on a 96×64 JPEG, ~1 ms of a
- * row's ~5). A write blocks this worker's event loop only as long as the page cache takes the bytes.
+ * its caption those eight hand-offs cost more CPU than writing a small image (~9 % of a 96×64 JPEG row's
+ * CPU, paired runs). A write blocks this worker's event loop only as long as the page cache takes the bytes.
  */
 export function writeAtomic(dir: string, tmpDir: string, name: string, data: Buffer | string): void {
   const tmp = path.join(tmpDir, `w${threadId}-${++tmpCount}.tmp`);
