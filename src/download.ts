@@ -1,6 +1,6 @@
 import { Agent, buildConnector } from 'undici';
 import type { Dispatcher } from 'undici';
-import { RowError, isTransient } from './errors.js';
+import { NotSent, RowError, isTransient } from './errors.js';
 import { checkLiteralHost, isBlockedAddress } from './address.js';
 import type { SharedLimits } from './shared-limits.js';
 import { classifyAnswer } from './host-limit.js';
@@ -269,6 +269,8 @@ async function attemptChain(url: URL, policy: DownloadPolicy, agent: Dispatcher,
 export async function download(url: URL, policy: DownloadPolicy, agent: Dispatcher, limits: SharedLimits): Promise<Downloaded> {
   let attempts = 0;
   let bytes = 0;
+  /** The failure of the last request actually sent. */
+  let lastSent: RowError | null = null;
   for (let attempt = 0; ; attempt++) {
     await limits.waitForRoom();
     const held: Held = { kib: 0, bytes: 0, sent: 0, ticket: limits.ticket() };
@@ -295,13 +297,15 @@ export async function download(url: URL, policy: DownloadPolicy, agent: Dispatch
       limits.release(held.kib, false);
       bytes += held.bytes;
       const e = classifyNetworkError(err);
+      if (!(e instanceof NotSent)) lastSent = e;
       const transient = isTransient(e.code, e.httpStatus);
       const tooLong = e.retryAfterMs !== null && e.retryAfterMs > MAX_RETRY_AFTER_MS;
       if (!transient || attempt >= policy.retries || tooLong) {
-        return { data: null, error: e, httpStatus: e.httpStatus, attempts, bytes, heldKiB: 0, ticket: 0 };
+        const error = lastSent ?? e;
+        return { data: null, error, httpStatus: error.httpStatus, attempts, bytes, heldKiB: 0, ticket: 0 };
       }
-      // Backing off is the host's doing: counted as host-bound time.
-      await limits.waiting('hostWaiting', () => sleep(backoffDelay(attempt, policy.backoffMs, e.retryAfterMs)));
+      // A row sleeping before its retry holds no socket and no bytes: the pool does not count it against its limit.
+      await limits.waiting('backoff', () => sleep(backoffDelay(attempt, policy.backoffMs, e.retryAfterMs)));
     }
   }
 }

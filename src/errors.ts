@@ -68,6 +68,16 @@ export class RowError extends Error {
   }
 }
 
+/**
+ * A request not sent because its host had stopped answering (see CIRCUIT in host-limit.ts). A row whose
+ * last try ends so keeps the failure of its last request actually sent, if it sent one.
+ */
+export class NotSent extends RowError {
+  constructor(message: string) {
+    super('network', message);
+  }
+}
+
 /** Bad command line (exit 2) or a fatal problem with input/output (exit 1): one line on stderr. */
 export class UsageError extends Error {
   readonly exitCode = 2;

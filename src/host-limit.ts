@@ -52,3 +52,28 @@ export function nextHostLimit(s: HostLimitState, answer: Answer, o: { ceiling: n
   const step = s.limit < s.threshold ? 1 : 1 / s.limit;
   return { limit: Math.min(o.ceiling, s.limit + step), threshold: s.threshold };
 }
+
+/**
+ * A host that stops answering at all (refused, unreachable, blackholed: no HTTP status) is not asked
+ * again for a while, in the manner of a circuit breaker: after `openAfter` such failures in a row, with no
+ * answer between them, requests to it are refused without being sent until a pause ends; then one
+ * request probes it. An answer closes the circuit; another silence doubles the pause. Without it, each
+ * row of a blackholed host held a request slot for the whole timeout, and the host's limit (cut to 1)
+ * made the rest queue: 3,000 rows with 1 in 10 on such a host ran for over 14 minutes, not 20 s.
+ */
+export const CIRCUIT = {
+  openAfter: 5,
+  /** The first pause; doubled after each failed probe, up to maxPauseMs. */
+  pauseMs: 2_000,
+  maxPauseMs: 60_000,
+} as const;
+
+/** A failed attempt that got no HTTP answer at all: the host may be down. */
+export function isSilence(answer: Answer, httpStatus: number | null): boolean {
+  return answer === 'pushback' && httpStatus === null;
+}
+
+/** The pause after the circuit's `opens`-th opening in a row (1 = the first). */
+export function circuitPause(opens: number): number {
+  return Math.min(CIRCUIT.maxPauseMs, CIRCUIT.pauseMs * 2 ** Math.max(0, opens - 1));
+}

@@ -35,7 +35,8 @@ export class RowPool {
       filename,
       minThreads: threads,
       maxThreads: threads,
-      concurrentTasksPerWorker: config.tasksPerWorker,
+      // Room for as many rows sleeping before a retry as rows at work (see poolBounds).
+      concurrentTasksPerWorker: config.tasksPerWorker * 2,
       idleTimeout: 60_000,
       workerData: config,
     });

@@ -13,6 +13,8 @@ export interface HostSummary {
   http_503: number;
   /** Timeouts and dropped connections. */
   drops: number;
+  /** Requests not sent while the host gave no answer at all (see CIRCUIT in host-limit.ts). */
+  not_sent: number;
 }
 
 export interface Summary {
@@ -241,7 +243,9 @@ export function formatSummary(s: Summary): string {
       : []),
     ...(s.limited_by_hint ? [`  limited by: ${formatShares(s.limited_by)}`, `    ${s.limited_by_hint}`] : []),
     ...s.hosts.map(
-      (h) => `  host ${h.host}: ${plural(h.rows, 'row')}, limit ${h.limit} open requests, ${h.http_429} × 429, ${h.http_503} × 503, ${h.drops} timeouts/drops`,
+      (h) =>
+        `  host ${h.host}: ${plural(h.rows, 'row')}, limit ${h.limit} open requests, ${h.http_429} × 429, ${h.http_503} × 503, ${h.drops} timeouts/drops` +
+        (h.not_sent ? `, ${plural(h.not_sent, 'request')} not sent while it gave no answer` : ''),
     ),
     ...(s.rendition_fallbacks !== null
       ? [`  --cdn-resize: ${s.ok - s.rendition_fallbacks} from renditions · originals used after a rendition fell short: ${s.rendition_fallbacks}`]

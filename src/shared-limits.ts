@@ -7,14 +7,18 @@
  * thread gives back its host slots, bytes and gauges (a dead thread's `finally` blocks never run).
  * Hand-written because no kept library shares state across worker_threads.
  */
-import { HOST_LIMIT, initialHostLimit, nextHostLimit } from './host-limit.js';
+import { CIRCUIT, HOST_LIMIT, circuitPause, initialHostLimit, isSilence, nextHostLimit } from './host-limit.js';
+import { NotSent } from './errors.js';
 import type { Answer } from './host-limit.js';
 
 const HOST_SLOTS = 1024;
 /** Where no --max-host-connections is set: a bound on sockets, not a politeness rule. */
 export const HOST_CEILING = 4096;
-/** Gauges a worker keeps in its ledger slot: rows in each state right now, and its event loop's use (‰). */
-export const GAUGES = ['ready', 'busy', 'hostWaiting', 'budgetWaiting', 'loop'] as const;
+/**
+ * Gauges a worker keeps in its ledger slot: rows in each state right now, and its event loop's use (‰).
+ * `backoff`: rows sleeping before a retry, which hold neither a socket nor bytes.
+ */
+export const GAUGES = ['ready', 'busy', 'hostWaiting', 'budgetWaiting', 'loop', 'backoff'] as const;
 export type Gauge = (typeof GAUGES)[number];
 /** Per ledger slot: owner thread id, KiB held, KiB of them settled (whole bodies), the gauges, then a count per host slot. */
 const LEDGER_HEAD = 3 + GAUGES.length;
@@ -24,8 +28,12 @@ const HEADER_BYTES = 24;
 /** Running totals (BigInt64): µs of successful downloads, their count, connections opened. */
 const COUNTERS = ['fetchUs', 'fetches', 'connections'] as const;
 type Counter = (typeof COUNTERS)[number];
-/** Per host slot, Int32: open requests · limit ×1024 (0: not yet set) · threshold ×1024 · 429s · 503s · timeouts and dropped connections. */
-const HOST_FIELDS = ['open', 'limit', 'threshold', 'http429', 'http503', 'drops'] as const;
+/**
+ * Per host slot, Int32: open requests · limit ×1024 (0: not yet set) · threshold ×1024 · 429s · 503s ·
+ * timeouts and dropped connections · silent failures in a row · circuit openings in a row · requests
+ * refused while the circuit was open.
+ */
+const HOST_FIELDS = ['open', 'limit', 'threshold', 'http429', 'http503', 'drops', 'silent', 'opens', 'refused'] as const;
 type HostField = (typeof HOST_FIELDS)[number];
 const FIXED = 1024;
 
@@ -40,7 +48,7 @@ export interface SharedLimitsInit {
 /** Room for `workers` live workers at once (crashed ones are replaced, and their slots freed). */
 export function createSharedBuffer(workers: number): SharedArrayBuffer {
   return new SharedArrayBuffer(
-    HEADER_BYTES + COUNTERS.length * 8 + HOST_SLOTS * 8 + HOST_SLOTS * HOST_FIELDS.length * 4 + ledgerSlots(workers) * LEDGER_WIDTH * 4,
+    HEADER_BYTES + COUNTERS.length * 8 + HOST_SLOTS * 16 + HOST_SLOTS * HOST_FIELDS.length * 4 + ledgerSlots(workers) * LEDGER_WIDTH * 4,
   );
 }
 
@@ -62,6 +70,9 @@ function views(buffer: SharedArrayBuffer) {
   at += COUNTERS.length * 8;
   const lastCut = new BigInt64Array(buffer, at, HOST_SLOTS);
   at += HOST_SLOTS * 8;
+  /** When an open circuit lets its next probe through (ms since the epoch; 0: closed). */
+  const pausedUntil = new BigInt64Array(buffer, at, HOST_SLOTS);
+  at += HOST_SLOTS * 8;
   const host = Object.fromEntries(HOST_FIELDS.map((f, k) => [f, new Int32Array(buffer, at + k * HOST_SLOTS * 4, HOST_SLOTS)])) as Record<HostField, Int32Array>;
   at += HOST_FIELDS.length * HOST_SLOTS * 4;
   const ledgerInts = (buffer.byteLength - at) / 4;
@@ -73,6 +84,7 @@ function views(buffer: SharedArrayBuffer) {
     overdraft: new Int32Array(buffer, 20, 1),
     counters,
     lastCut,
+    pausedUntil,
     host,
     ledger: new Int32Array(buffer, at, ledgerInts),
     slots: ledgerInts / LEDGER_WIDTH,
@@ -94,6 +106,8 @@ export interface HostReport {
   http429: number;
   http503: number;
   drops: number;
+  /** Requests not sent because the host had stopped answering (its circuit was open). */
+  refused: number;
 }
 
 /** A held request slot on one host: give it back with the answer, which moves the host's limit. */
@@ -174,6 +188,7 @@ export class SharedLimits {
    */
   async acquireHost(host: string): Promise<HostPermit> {
     const i = hostSlot(host);
+    const probe = this.passCircuit(i, host);
     const open = this.v.host.open;
     let counted = false;
     let cur = 0;
@@ -204,9 +219,45 @@ export class SharedLimits {
         Atomics.sub(this.v.ledger, this.mine + LEDGER_HEAD + i, 1);
         Atomics.sub(open, i, 1);
         const grew = this.feedback(i, answer, httpStatus, sentAt, tested);
+        this.circuit(i, answer, httpStatus, probe);
         Atomics.notify(open, i, grew ? 2 : 1);
       },
     };
+  }
+
+  /**
+   * Throws when the host's circuit is open (see CIRCUIT): the request is not sent, and the row backs off
+   * as after any failure (its retries end as they would have). Once the pause is over, one request passes as the probe and
+   * re-arms the pause for the others, so a probe lost with its worker only delays the next.
+   * Returns whether this request is the probe.
+   */
+  private passCircuit(i: number, host: string): boolean {
+    const until = Atomics.load(this.v.pausedUntil, i);
+    if (until === 0n) return false;
+    const now = BigInt(Date.now());
+    const opens = Atomics.load(this.v.host.opens, i);
+    if (now >= until && Atomics.compareExchange(this.v.pausedUntil, i, until, now + BigInt(circuitPause(opens))) === until) return true;
+    Atomics.add(this.v.host.refused, i, 1);
+    const left = Math.max(0, Number(Atomics.load(this.v.pausedUntil, i) - now));
+    throw new NotSent(
+      `not sent: ${host} gave no answer to ${Atomics.load(this.v.host.silent, i)} requests in a row; it is probed again in ${Math.ceil(left / 1000)} s`,
+    );
+  }
+
+  /** Counts silences in a row; opens the circuit at CIRCUIT.openAfter, reopens it for longer when a probe fails, closes it on any answer. */
+  private circuit(i: number, answer: Answer, httpStatus: number | null, probe: boolean): void {
+    const h = this.v.host;
+    if (answer === 'clean' || httpStatus !== null) {
+      if (Atomics.exchange(h.silent, i, 0) === 0 && !probe) return;
+      Atomics.store(h.opens, i, 0);
+      Atomics.store(this.v.pausedUntil, i, 0n);
+      return;
+    }
+    const silent = isSilence(answer, httpStatus) ? Atomics.add(h.silent, i, 1) + 1 : Atomics.load(h.silent, i);
+    // A probe that got no answer (or ended without one) reopens; a run of silences opens once, when it reaches the threshold.
+    if (!probe && silent !== CIRCUIT.openAfter) return;
+    const opens = Atomics.add(h.opens, i, 1) + 1;
+    Atomics.store(this.v.pausedUntil, i, BigInt(Date.now() + circuitPause(opens)));
   }
 
   /** Moves the host's limit after one answer; true when it rose by a whole request. */
@@ -369,6 +420,7 @@ export class SharedLimits {
       http429: Atomics.load(v.host.http429, i),
       http503: Atomics.load(v.host.http503, i),
       drops: Atomics.load(v.host.drops, i),
+      refused: Atomics.load(v.host.refused, i),
     };
   }
 

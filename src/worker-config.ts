@@ -21,7 +21,7 @@ export interface RowSettings {
 
 /** Everything a worker needs, sent once when the pool starts. */
 export interface WorkerConfig extends RowSettings {
-  /** Rows one worker may hold at once (Piscina's concurrentTasksPerWorker), and its connections per host. */
+  /** Rows at work one worker may hold at once, and its connections per host (Piscina may give it twice this: see poolBounds). */
   tasksPerWorker: number;
   limits: SharedLimitsInit;
 }

@@ -1,8 +1,10 @@
 /** The demand controller and the per-host limit as pure objects, fed synthetic traces. */
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { InFlightController, classifyTick } from '../src/in-flight.js';
 import type { DemandSample } from '../src/in-flight.js';
-import { HOST_LIMIT, classifyAnswer, initialHostLimit, nextHostLimit } from '../src/host-limit.js';
+import { CIRCUIT, HOST_LIMIT, circuitPause, classifyAnswer, initialHostLimit, isSilence, nextHostLimit } from '../src/host-limit.js';
+import { SharedLimits, createSharedBuffer } from '../src/shared-limits.js';
+import { NotSent } from '../src/errors.js';
 import type { HostLimitState } from '../src/host-limit.js';
 import { boundHint, dominantBound } from '../src/bound-hint.js';
 
@@ -195,5 +197,55 @@ describe('what bound the run', () => {
     expect(boundHint({ cpu: 0.1, network: 0.2, host: 0.7, budget: 0 }, { ...ctx, maxRps: 5 })).toMatch(/host-bound.*--max-rps 5; raise it/);
     expect(boundHint({ cpu: 0.1, network: 0.2, host: 0.7, budget: 0 }, { ...ctx, pushback: 12 })).toMatch(/pushed back \(12 answers/);
     expect(boundHint({ cpu: 0.1, network: 0.2, host: 0, budget: 0.7 }, ctx)).toMatch(/--memory-budget/);
+  });
+});
+
+describe('a host that stops answering (the circuit)', () => {
+  const buffer = createSharedBuffer(1);
+  const shared = () => new SharedLimits({ buffer, maxRps: null, maxHostConnections: null, memoryBudgetBytes: 1 << 30 }, 1);
+  const silence = async (l: SharedLimits, n: number) => {
+    for (let k = 0; k < n; k++) (await l.acquireHost('dead.test')).done('pushback', null);
+  };
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it(`opens after ${CIRCUIT.openAfter} silences in a row: requests are refused unsent until the pause ends, then one probe passes`, async () => {
+    vi.useFakeTimers({ toFake: ['Date'] });
+    vi.setSystemTime(1_000_000);
+    const l = shared();
+    await silence(l, CIRCUIT.openAfter - 1);
+    // An HTTP answer of any status between silences starts the count again.
+    (await l.acquireHost('dead.test')).done('pushback', 503);
+    await silence(l, CIRCUIT.openAfter - 1);
+    // Still closed: the next request is sent, and its silence is the one that opens the circuit.
+    await silence(l, 1);
+    const refused = await l.acquireHost('dead.test').catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(NotSent);
+    expect((refused as NotSent).code).toBe('network');
+    expect((refused as NotSent).message).toMatch(/^not sent: dead\.test gave no answer to \d+ requests in a row/);
+    // Other hosts are not concerned.
+    (await l.acquireHost('live.test')).done('clean', null);
+    expect(SharedLimits.hostReport(buffer, 'dead.test', null).refused).toBe(1);
+
+    vi.setSystemTime(1_000_000 + circuitPause(1));
+    const probe = await l.acquireHost('dead.test');
+    // While the probe is out, the rest are still refused.
+    await expect(l.acquireHost('dead.test')).rejects.toBeInstanceOf(NotSent);
+    // A silent probe reopens the circuit for twice as long.
+    probe.done('pushback', null);
+    vi.setSystemTime(1_000_000 + circuitPause(1) + circuitPause(2) - 1);
+    await expect(l.acquireHost('dead.test')).rejects.toBeInstanceOf(NotSent);
+    vi.setSystemTime(1_000_000 + circuitPause(1) + circuitPause(2));
+    // A probe that gets an answer closes it: everything passes again.
+    (await l.acquireHost('dead.test')).done('clean', null);
+    for (let k = 0; k < 3; k++) (await l.acquireHost('dead.test')).done('clean', null);
+  });
+
+  it('the pause doubles per failed probe, from 2 s up to a minute', () => {
+    expect([1, 2, 3, 4, 5, 6, 7, 20].map(circuitPause)).toEqual([2000, 4000, 8000, 16000, 32000, 60000, 60000, 60000]);
+    expect(isSilence('pushback', null)).toBe(true);
+    expect(isSilence('pushback', 429)).toBe(false);
+    expect(isSilence('clean', null)).toBe(false);
   });
 });
