@@ -54,6 +54,7 @@ interface Measured {
   cpu_per_wall: number;
   peak_rss_mb: number;
   in_flight_peak: number;
+  parked_peak: number;
   limited_by: string;
 }
 
@@ -125,6 +126,7 @@ async function measure(s: Scenario, fixed: boolean, rows: number, base: number |
     cpu_per_wall: sum.cpu_s / sum.wall_s,
     peak_rss_mb: sum.peak_rss_bytes / 2 ** 20,
     in_flight_peak: sum.in_flight_peak,
+    parked_peak: sum.parked_peak,
     limited_by: shares,
   };
 }
@@ -182,11 +184,11 @@ async function main(): Promise<void> {
     '',
     `Loopback CDN (time to first byte ± 50 %), \`--threads ${os.availableParallelism()}\`, PNG at 1024 px (tiny images stay 64×64). Ratio: rows/s against the same images at no latency with pcb's defaults, in this run (for the 429 host: against what it can serve, 48 open / 0.4 s = 120 rows/s). "fixed 16/64" is \`--concurrency 16 --max-host-connections 64\`, the old defaults. ${photos.kind === 'photos' ? 'Photos: Debian wallpapers (real photographs).' : "Photos: the kit's 24 MP photos."}`,
     '',
-    '| scenario | settings | rows | rows/s | ratio | target | ok | requests | 429 share | connections | CPU-s/wall-s | peak RSS MB | peak in flight | limited by |',
+    '| scenario | settings | rows | rows/s | ratio | target | ok | requests | 429 share | connections | CPU-s/wall-s | peak RSS MB | peak in flight (+ parked) | limited by |',
     '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
     ...results.map((m) => {
       const t = target.get(m.scenario)!;
-      return `| ${m.scenario} | ${m.settings} | ${m.rows} | ${f(m.rows_per_s)} | ${m.ratio === null ? '' : f(m.ratio, 2)} | ${m.settings === 'defaults' && t.target < 1 ? `≥ ${t.target}` : ''} | ${m.ok} | ${m.requests} | ${f((100 * m.answered_429) / Math.max(1, m.requests))} % | ${m.connections} | ${f(m.cpu_per_wall, 2)} | ${f(m.peak_rss_mb, 0)} | ${m.in_flight_peak} | ${m.limited_by} |`;
+      return `| ${m.scenario} | ${m.settings} | ${m.rows} | ${f(m.rows_per_s)} | ${m.ratio === null ? '' : f(m.ratio, 2)} | ${m.settings === 'defaults' && t.target < 1 ? `≥ ${t.target}` : ''} | ${m.ok} | ${m.requests} | ${f((100 * m.answered_429) / Math.max(1, m.requests))} % | ${m.connections} | ${f(m.cpu_per_wall, 2)} | ${f(m.peak_rss_mb, 0)} | ${m.in_flight_peak}${m.parked_peak ? ` (+ ${m.parked_peak})` : ''} | ${m.limited_by} |`;
     }),
   ];
   const md = lines.join('\n');

@@ -304,7 +304,7 @@ export async function download(url: URL, policy: DownloadPolicy, agent: Dispatch
         const error = lastSent ?? e;
         return { data: null, error, httpStatus: error.httpStatus, attempts, bytes, heldKiB: 0, ticket: 0 };
       }
-      // A row sleeping before its retry holds no socket and no bytes: the pool does not count it against its limit.
+      // A row sleeping before its retry holds no socket and no bytes: the pool parks it outside its limit.
       await limits.waiting('backoff', () => sleep(backoffDelay(attempt, policy.backoffMs, e.retryAfterMs)));
     }
   }

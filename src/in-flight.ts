@@ -9,12 +9,12 @@
  * to first byte reaches its limit in one step, not by +1 steps. After each change the controller holds
  * for one fetch time, as TCP changes its window once per round trip: the rows of a change take that
  * long to arrive, and reacting sooner to the same starvation or glut overshoots (measured: 36 → 1,024
- * → 20 in flight at 1.5 s without the hold). Growth stops while rows wait for something more rows
- * cannot buy (a host's limit, the rate cap, the memory budget).
+ * → 20 in flight at 1.5 s without the hold). Growth stops while rows wait for the memory budget, which
+ * more rows cannot buy; rows waiting for a host's limit or the rate cap are parked outside the count.
  */
 
 export interface DemandSample {
-  /** Rows in the pool now. */
+  /** Rows at work in the pool now: fetching, ready or on the CPU (not those parked: see poolBounds). */
   inFlight: number;
   /** Rows whose bytes are in, waiting for a worker's CPU slot (averaged over the tick). */
   ready: number;
@@ -77,8 +77,10 @@ export class InFlightController {
   onSample(s: DemandSample, atMs: number): number {
     const { threads } = this.o;
     if (atMs < this.holdUntil) return this.limit;
-    // Rows waiting for a host's limit or the budget: more rows would only queue behind the same wall.
-    const blocked = s.hostWaiting >= 0.5 || s.budgetWaiting >= 0.5;
+    // Rows waiting for the budget: more rows would only queue behind the same wall. Rows waiting for a
+    // host's limit are parked outside `inFlight` (see poolBounds): when a host is the wall, the rows at work
+    // stop pressing against the limit, and it stops growing of itself.
+    const blocked = s.budgetWaiting >= 0.5;
     const pressed = s.inFlight >= this.limit * 0.9;
     const starving = s.busy < CPU_BOUND && s.ready < threads * 0.5 && pressed && !blocked && !s.exhausted;
     const target = threads * READY_PER_THREAD;

@@ -35,7 +35,7 @@ export class RowPool {
       filename,
       minThreads: threads,
       maxThreads: threads,
-      // Room for as many rows sleeping before a retry as rows at work (see poolBounds).
+      // Room for as many parked rows as rows at work (see poolBounds).
       concurrentTasksPerWorker: config.tasksPerWorker * 2,
       idleTimeout: 60_000,
       workerData: config,

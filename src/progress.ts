@@ -41,8 +41,11 @@ export interface Summary {
   images_per_s_per_thread: number;
   threads: number;
   concurrency: number | 'auto';
-  /** The most rows in the pool at once, and the in-flight limit at the end. */
+  /** The most rows at work at once (fetching, ready or on the CPU). */
   in_flight_peak: number;
+  /** The most rows parked at once on top of them: waiting for a retry, a host's limit or the rate cap. */
+  parked_peak: number;
+  /** The limit on rows at work at the end. */
   in_flight_limit: number;
   /** Share of the run (while the input lasted) that each stage held it back: cpu, network, host, budget. */
   limited_by: Record<Bound, number>;
@@ -238,7 +241,9 @@ export function formatSummary(s: Summary): string {
     `  ${s.wall_s.toFixed(1)} s wall · ${s.images_per_s.toFixed(2)} img/s · ${s.images_per_s_per_thread.toFixed(2)} img/s per thread (${plural(s.threads, 'thread')}) · ${prettyBytes(s.bytes_downloaded)} downloaded`,
     ...(s.requests
       ? [
-          `  in flight: up to ${s.in_flight_peak} rows (${s.concurrency === 'auto' ? `auto, last limit ${s.in_flight_limit}` : `--concurrency ${s.concurrency}`}) · ${plural(s.requests, 'request')} on ${plural(s.connections_opened, 'connection')}`,
+          `  in flight: up to ${s.in_flight_peak} rows (${s.concurrency === 'auto' ? `auto, last limit ${s.in_flight_limit}` : `--concurrency ${s.concurrency}`})` +
+            (s.parked_peak ? `, and up to ${s.parked_peak} waiting for a retry or a host` : '') +
+            ` · ${plural(s.requests, 'request')} on ${plural(s.connections_opened, 'connection')}`,
         ]
       : []),
     ...(s.limited_by_hint ? [`  limited by: ${formatShares(s.limited_by)}`, `    ${s.limited_by_hint}`] : []),

@@ -28,18 +28,19 @@ export interface MonitorOptions {
 }
 
 /**
- * Rows at work the pool starts with and never goes below or above; and `asleep`, the most rows sleeping
- * before a retry that it holds on top of them. A sleeping row holds no socket and no bytes: counted
- * against the limit, the rows of one dead host (1 + 2 + 4 s of backoff each) filled the pool while the
- * other hosts' rows waited (measured: 3,000 rows with 1 in 10 on a refusing host took 112 s, not 15).
+ * Rows at work the pool starts with and never goes below or above; and `parked`, the most rows it holds
+ * on top of them while they wait for something that is not work: a retry's backoff, a host's limit, the
+ * rate cap. A parked row holds no socket and no bytes. Counted against the limit, the rows of one dead
+ * host filled the pool while the other hosts' rows waited (measured: 3,000 rows with 1 in 10 on a
+ * refusing host took 112 s, not 15).
  */
-export function poolBounds(o: MonitorOptions): { start: number; min: number; max: number; asleep: number } {
-  const asleep = o.threads * o.tasksPerWorker;
+export function poolBounds(o: MonitorOptions): { start: number; min: number; max: number; parked: number } {
+  const parked = o.threads * o.tasksPerWorker;
   if (o.perThread !== null) {
     const fixed = o.threads * o.perThread + o.threads * 2;
-    return { start: fixed, min: fixed, max: fixed, asleep };
+    return { start: fixed, min: fixed, max: fixed, parked };
   }
-  return { start: o.threads * START_PER_THREAD, min: o.threads * 10, max: o.threads * o.tasksPerWorker, asleep };
+  return { start: o.threads * START_PER_THREAD, min: o.threads * 10, max: o.threads * o.tasksPerWorker, parked };
 }
 
 export class RunMonitor {
@@ -60,7 +61,9 @@ export class RunMonitor {
   private readonly cores: number;
   private exhausted = false;
   readonly ticks: Record<Bound, number> = { cpu: 0, network: 0, host: 0, budget: 0 };
+  /** The most rows at work at once, and the most parked (see poolBounds). */
   peakInFlight = 0;
+  peakParked = 0;
   private readonly hostRows = new Map<string, number>();
 
   constructor(
@@ -130,9 +133,16 @@ export class RunMonitor {
     this.sums.hostWaiting += s.hostWaiting;
     this.sums.budgetWaiting += s.budgetWaiting;
     this.sums.loop += s.loop;
-    this.peakInFlight = Math.max(this.peakInFlight, this.pool.inFlight);
+    const parked = this.parked(s);
+    this.peakInFlight = Math.max(this.peakInFlight, this.pool.inFlight - parked);
+    this.peakParked = Math.max(this.peakParked, parked);
     if (++this.samples < SAMPLES_PER_TICK) return;
     this.tick(s);
+  }
+
+  /** Rows the pool holds on top of its limit now: waiting for a retry, a host's limit or the rate cap. */
+  private parked(s: Snapshot): number {
+    return Math.min(s.backoff + s.hostWaiting, this.bounds.parked);
   }
 
   private tick(s: Snapshot): void {
@@ -146,9 +156,9 @@ export class RunMonitor {
     const machine = machineTimes();
     const machineBusy = 1 - (machine.idle - this.lastMachine.idle) / Math.max(1, machine.total - this.lastMachine.total);
     this.lastMachine = machine;
-    const asleep = Math.min(s.backoff, this.bounds.asleep);
+    const parked = this.parked(s);
     const sample: DemandSample = {
-      inFlight: this.pool.inFlight - asleep,
+      inFlight: this.pool.inFlight - parked,
       ready: this.sums.ready / n,
       // Room on the CPU: none when the machine's cores are busy, or when every worker's CPU slot or event loop is.
       busy: Math.min(1, Math.max(this.sums.busy / n / this.o.threads, this.sums.loop / 1000 / n / this.o.threads, machineBusy)),
@@ -164,7 +174,7 @@ export class RunMonitor {
     // Ticks with work to spare say what bound the run; once the input has run out, an idle pool bounds nothing.
     if (sample.inFlight > 0 && (!this.exhausted || sample.busy >= CPU_BOUND)) this.ticks[classifyTick(sample)]++;
     const limit = this.controller ? this.controller.onSample(sample, now) : this.bounds.start;
-    this.pool.setCapacity(limit + asleep);
+    this.pool.setCapacity(limit + parked);
   }
 }
 

@@ -395,6 +395,7 @@ function summarize(o: DownloadOptions, planned: Planned, run: Dispatched, record
     threads: o.threads,
     concurrency: o.concurrency,
     in_flight_peak: run.monitor?.peakInFlight ?? 0,
+    parked_peak: run.monitor?.peakParked ?? 0,
     in_flight_limit: run.monitor?.limit ?? 0,
     limited_by: limitedBy,
     limited_by_hint: boundHint(limitedBy, {

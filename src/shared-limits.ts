@@ -188,11 +188,18 @@ export class SharedLimits {
    */
   async acquireHost(host: string): Promise<HostPermit> {
     const i = hostSlot(host);
-    const probe = this.passCircuit(i, host);
+    let probe = false;
     const open = this.v.host.open;
     let counted = false;
     let cur = 0;
     for (;;) {
+      // Checked again after each wait: rows that queued before the circuit opened are not sent either.
+      try {
+        probe = this.passCircuit(i, host);
+      } catch (err) {
+        if (counted) this.gauge('hostWaiting', -1);
+        throw err;
+      }
       cur = Atomics.load(open, i);
       const limit = this.hostLimit(i);
       if (cur < limit) {
@@ -203,7 +210,8 @@ export class SharedLimits {
         counted = true;
         this.gauge('hostWaiting', 1);
       }
-      const w = Atomics.waitAsync(open, i, cur, 50);
+      // Woken by the slot's counter (a request done, the limit raised, the circuit opened); the timeout is a safety net.
+      const w = Atomics.waitAsync(open, i, cur, 5000);
       if (w.async) await w.value;
     }
     if (counted) this.gauge('hostWaiting', -1);
@@ -258,6 +266,8 @@ export class SharedLimits {
     if (!probe && silent !== CIRCUIT.openAfter) return;
     const opens = Atomics.add(h.opens, i, 1) + 1;
     Atomics.store(this.v.pausedUntil, i, BigInt(Date.now() + circuitPause(opens)));
+    // Rows queued for the host's limit see the circuit at once, and are not sent.
+    Atomics.notify(h.open, i);
   }
 
   /** Moves the host's limit after one answer; true when it rose by a whole request. */

@@ -6,7 +6,7 @@ import sharp from 'sharp';
 import { readParquet, runPcb, smallKit, tmpDir } from './helpers.js';
 import { datasetRow, writeParquet, DATASET_COLUMNS } from '../src/kit/dataset.js';
 import { pixelBombPng } from '../src/kit/hostile.js';
-import type { KitServer } from '../src/kit/server.js';
+import { KitServer } from '../src/kit/server.js';
 import type { KitPhoto } from '../src/kit/photos.js';
 import { photoSet } from '../src/kit/photos.js';
 import type { Summary } from '../src/progress.js';
@@ -470,6 +470,33 @@ describe('hosts that stop answering', () => {
       expect(text.stdout).toMatch(new RegExp(`host ${new URL(holeUrl(0)).host}: 12 rows, .* \\d+ requests? not sent while it gave no answer`));
     } finally {
       hole.close();
+    }
+  });
+
+  it("rows waiting for one host's limit do not hold the pool: another host's rows behind them are fetched meanwhile", async () => {
+    const two = await new KitServer().start({ hosts: 2 });
+    try {
+      for (const p of photos) two.put(p.name, p.data);
+      const rows = [
+        ...Array.from({ length: 6 }, (_, i) => datasetRow(i, `${two.hostBase(1)}/delay/1000/${photos[i % photos.length].name}?slow=${i}`, 640, 480)),
+        ...Array.from({ length: 12 }, (_, i) => datasetRow(i + 6, `${two.hostBase(2)}/img/${photos[i % photos.length].name}?other=${i}`, 640, 480)),
+      ];
+      const dir = tmpDir();
+      const input = path.join(dir, 'in.parquet');
+      await writeParquet(input, rows);
+      // Three rows at work; host 1 takes one request at a time, 1 s each.
+      const args = ['--threads', '1', '--concurrency', '1', '--max-host-connections', '1', '--resolution', '256', '--quiet', '--json'];
+      const r = await runPcb(['download', input, '--out', path.join(dir, 'out'), '--allow-private-network', ...args]);
+      expect((JSON.parse(r.stdout) as Summary).ok).toBe(18);
+      const at = (tag: string) => two.requests.filter((q) => q.path.includes(tag)).map((q) => q.at);
+      const slow = at('?slow=').sort((a, b) => a - b);
+      expect(slow).toHaveLength(6);
+      expect(two.maxOpenPerHost).toBe(1);
+      // Held by the pool, the other host's rows would wait until host 1's sixth row was sent (after its fourth
+      // answer, 4 s); parked, host 1's waiting rows leave room, and the others are all fetched by its third.
+      expect(Math.max(...at('?other='))).toBeLessThan(slow[2]);
+    } finally {
+      await two.stop();
     }
   });
 

@@ -92,13 +92,24 @@ describe('in-flight controller', () => {
     expect(c.limit).toBe(300);
   });
 
-  it('does not grow while rows wait for a host limit or the memory budget, nor when the input has run out, nor when the CPU is busy', () => {
-    for (const blocked of [{ hostWaiting: 40 }, { budgetWaiting: 3 }, { exhausted: true }, { busy: 0.95 }]) {
+  it('does not grow while rows wait for the memory budget, nor when the input has run out, nor when the CPU is busy', () => {
+    for (const blocked of [{ budgetWaiting: 3 }, { exhausted: true }, { busy: 0.95 }]) {
       const c = new InFlightController({ threads: 2, min: 20, max: 1000 });
       const start = c.limit;
       for (let i = 0; i < 10; i++) c.onSample({ ...idle, ...blocked, inFlight: c.limit, capacity: 160, fetchMs: 1000 }, later());
       expect(c.limit).toBe(start);
     }
+  });
+
+  it("rows parked behind a host's limit are not at work: when a host is the wall the rows at work stop pressing, and the limit stops growing", () => {
+    const c = new InFlightController({ threads: 2, min: 20, max: 1000 });
+    const start = c.limit;
+    // The host admits 20 of the 36 allowed; 400 more rows wait for it, parked outside inFlight.
+    for (let i = 0; i < 10; i++) c.onSample({ ...idle, hostWaiting: 400, inFlight: 20, capacity: 160, fetchMs: 1000 }, later());
+    expect(c.limit).toBe(start);
+    // Rows waiting for one dead host do not stop growth for the others' rows when those press and starve.
+    c.onSample({ ...idle, hostWaiting: 400, inFlight: c.limit, capacity: 160, fetchMs: 1000 }, later());
+    expect(c.limit).toBeGreaterThan(start);
   });
 
   it('takes half the surplus of ready rows off per fetch time, down to its floor', () => {
