@@ -127,6 +127,21 @@ async function bareTiny(images: Buffer[], n: number): Promise<number> {
   return ((cpuNow() - c0) * 1000) / n;
 }
 
+/**
+ * CPU ms per row of the whole job done without pcb (bench/floor-work.ts: fetch on a keep-alive
+ * connection, header, decode, two atomic writes), as `chains` processes at once over 10,000 rows each:
+ * two at once is pcb's parallelism at --threads 2, contention for this machine's cores included.
+ */
+async function floorWork(server: KitServer, work: string, chains: number): Promise<number> {
+  const script = fileURLToPath(new URL('./floor-work.js', import.meta.url));
+  const base = server.url('').replace(/\/$/, '');
+  const runs = await Promise.all(
+    Array.from({ length: chains }, (_, k) => run(process.execPath, [script, base, '100', '10000', path.join(work, `floor-${k}`)])),
+  );
+  const ms = runs.map((r) => Number(r.stdout.trim()));
+  return ms.reduce((a, b) => a + b, 0) / ms.length;
+}
+
 /** Seconds to create and rename `n` small files in `dir` (as pcb's atomic writes do). */
 function createRename(dir: string, n: number): number {
   const tmp = path.join(dir, '.bench-tmp');
@@ -204,6 +219,9 @@ async function main(): Promise<void> {
   process.stderr.write('bench:scale: the pool alone\n');
   const pool: [number, number][] = [];
   for (const capacity of [32, 1024, 4096]) pool.push([capacity, await poolRate(capacity - 2, 100_000)]);
+  process.stderr.write('bench:scale: the floor of the work without pcb, one chain and two at once\n');
+  const floorOne = await floorWork(server, work, 1);
+  const floorTwo = await floorWork(server, work, 2);
   await server.stop();
   process.stderr.write('bench:scale: bare sharp on the same images\n');
   const bareMs = await bareTiny(
@@ -242,6 +260,8 @@ async function main(): Promise<void> {
     folder: { entries: names.length, readdir_s: listS, create_rename_10k_full_s: renameFull, create_rename_10k_empty_s: renameEmpty },
     bare_cpu_ms_per_image: bareMs,
     full_over_bare: (s.cpu_s * 1000) / s.processed / bareMs,
+    floor_work_ms_per_row: { one_chain: floorOne, two_chains: floorTwo },
+    full_over_floor_two_chains: (s.cpu_s * 1000) / s.processed / floorTwo,
     pool_rows_per_s: Object.fromEntries(pool.map(([c, v]) => [c, v])),
     timeline: full.timeline.filter((_, i) => i % 5 === 0),
   };
@@ -264,6 +284,8 @@ async function main(): Promise<void> {
     `| pcb merge | | ${f1(mergeS)} | | | | | | ${f1(merge.peakRssMb)} | | | |`,
     '',
     `Bare sharp on the same 96×64 JPEGs, one thread, from memory (header, then a decode of every byte: what \`--resize none\` asks of pcb): ${bareMs.toFixed(2)} CPU ms/image. pcb's full run, everything included: **${result.full_over_bare.toFixed(2)}×** that.`,
+    '',
+    `The floor of the whole job without pcb (fetch on a keep-alive connection, header, decode, image and caption written atomically; bench/floor-work.ts): ${floorOne.toFixed(2)} CPU ms/row as one chain, ${floorTwo.toFixed(2)} as two chains at once (pcb's parallelism at \`--threads 2\`). pcb's full run: **${result.full_over_floor_two_chains.toFixed(2)}×** the two-chain floor.`,
     '',
     `Flat folder of ${names.length} entries: readdir ${listS.toFixed(2)} s; create + rename of 10,000 files ${renameFull.toFixed(2)} s there, ${renameEmpty.toFixed(2)} s in an empty folder.`,
     `The pool alone (no-op tasks, main-thread rows/s): ${pool.map(([c, v]) => `capacity ${c}: ${Math.round(v)}`).join(' · ')}.`,
