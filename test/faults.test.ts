@@ -5,6 +5,7 @@ import path from 'node:path';
 import sharp from 'sharp';
 import { readParquet, runPcb, smallKit, tmpDir } from './helpers.js';
 import { datasetRow, writeParquet, DATASET_COLUMNS } from '../src/kit/dataset.js';
+import type { DatasetRow } from '../src/kit/dataset.js';
 import { pixelBombPng } from '../src/kit/hostile.js';
 import { KitServer } from '../src/kit/server.js';
 import type { KitPhoto } from '../src/kit/photos.js';
@@ -419,6 +420,16 @@ describe('politeness and deadlines', () => {
   });
 });
 
+/** Writes `rows` to an input and runs `pcb download` over it (private addresses allowed) with `args`. */
+async function downloadRows(rows: DatasetRow[], args: string[]) {
+  const dir = tmpDir();
+  const input = path.join(dir, 'in.parquet');
+  await writeParquet(input, rows);
+  const out = path.join(dir, 'out');
+  const run = (more: string[] = [], to = out) => runPcb(['download', input, '--out', to, '--allow-private-network', ...args, ...more]);
+  return { r: await run(['--quiet', '--json']), out, again: (to: string) => run([], to) };
+}
+
 describe('hosts that stop answering', () => {
   it('a refusing host and a blackholed one: after a few silences their requests are not sent, rows keep the code of their last real try, the live host is served', async () => {
     let holeConnections = 0;
@@ -446,13 +457,9 @@ describe('hosts that stop answering', () => {
           480,
         ),
       );
-      const dir = tmpDir();
-      const input = path.join(dir, 'in.parquet');
-      await writeParquet(input, rows);
-      const args = ['--allow-private-network', '--threads', '2', '--timeout', '1', '--retries', '3', '--backoff', '0.2', '--resolution', '256'];
-      const r = await runPcb(['download', input, '--out', path.join(dir, 'out'), ...args, '--quiet', '--json']);
+      const { r, out, again } = await downloadRows(rows, ['--threads', '2', '--timeout', '1', '--retries', '3', '--backoff', '0.2', '--resolution', '256']);
       expect(r.code).toBe(0);
-      const manifest = await readParquet(path.join(dir, 'out', 'manifest.parquet'));
+      const manifest = await readParquet(path.join(out, 'manifest.parquet'));
       const of = (k: string) => manifest.filter((m) => kinds[m.row as number] === k);
       expect(of('live').map((m) => m.status)).toEqual(Array(24).fill('ok'));
       expect(new Set(of('hole').map((m) => m.error))).toEqual(new Set(['timeout']));
@@ -466,7 +473,7 @@ describe('hosts that stop answering', () => {
       const summary = JSON.parse(r.stdout) as Summary;
       const holeHost = summary.hosts.find((h) => h.host === new URL(holeUrl(0)).host)!;
       expect(holeHost.not_sent).toBeGreaterThan(0);
-      const text = await runPcb(['download', input, '--out', path.join(dir, 'out-text'), ...args]);
+      const text = await again(`${out}-text`);
       expect(text.stdout).toMatch(new RegExp(`host ${new URL(holeUrl(0)).host}: 12 rows, .* \\d+ requests? not sent while it gave no answer`));
     } finally {
       hole.close();
@@ -481,12 +488,8 @@ describe('hosts that stop answering', () => {
         ...Array.from({ length: 6 }, (_, i) => datasetRow(i, `${two.hostBase(1)}/delay/1000/${photos[i % photos.length].name}?slow=${i}`, 640, 480)),
         ...Array.from({ length: 12 }, (_, i) => datasetRow(i + 6, `${two.hostBase(2)}/img/${photos[i % photos.length].name}?other=${i}`, 640, 480)),
       ];
-      const dir = tmpDir();
-      const input = path.join(dir, 'in.parquet');
-      await writeParquet(input, rows);
       // Three rows at work; host 1 takes one request at a time, 1 s each.
-      const args = ['--threads', '1', '--concurrency', '1', '--max-host-connections', '1', '--resolution', '256', '--quiet', '--json'];
-      const r = await runPcb(['download', input, '--out', path.join(dir, 'out'), '--allow-private-network', ...args]);
+      const { r } = await downloadRows(rows, ['--threads', '1', '--concurrency', '1', '--max-host-connections', '1', '--resolution', '256']);
       expect((JSON.parse(r.stdout) as Summary).ok).toBe(18);
       const at = (tag: string) => two.requests.filter((q) => q.path.includes(tag)).map((q) => q.at);
       const slow = at('?slow=').sort((a, b) => a - b);
@@ -505,29 +508,8 @@ describe('hosts that stop answering', () => {
       ...Array.from({ length: 3 }, (_, i) => datasetRow(i, server.url(`/status/503?sleepers=${i}`), 640, 480)),
       ...Array.from({ length: 20 }, (_, i) => datasetRow(i + 3, server.url(`/img/${photos[i % photos.length].name}?behind=${i}`), 640, 480)),
     ];
-    const dir = tmpDir();
-    const input = path.join(dir, 'in.parquet');
-    await writeParquet(input, rows);
     // One thread at --concurrency 1: three rows at work, all of them 503s backing off 1 s, then 2 s.
-    const r = await runPcb([
-      'download',
-      input,
-      '--out',
-      path.join(dir, 'out'),
-      '--allow-private-network',
-      '--threads',
-      '1',
-      '--concurrency',
-      '1',
-      '--retries',
-      '2',
-      '--backoff',
-      '1',
-      '--resolution',
-      '256',
-      '--quiet',
-      '--json',
-    ]);
+    const { r } = await downloadRows(rows, ['--threads', '1', '--concurrency', '1', '--retries', '2', '--backoff', '1', '--resolution', '256']);
     const summary = JSON.parse(r.stdout) as Summary;
     expect(summary.ok).toBe(20);
     expect(summary.errors).toEqual({ http_status: 3 });
