@@ -31,9 +31,10 @@ type Counter = (typeof COUNTERS)[number];
 /**
  * Per host slot, Int32: open requests · limit ×1024 (0: not yet set) · threshold ×1024 · 429s · 503s ·
  * timeouts and dropped connections · silent failures in a row · circuit openings in a row · requests
- * refused while the circuit was open.
+ * refused while the circuit was open · which host (hostHash) the silences and the circuit belong to:
+ * hosts that share a slot share its limit, but one host's silence never closes the circuit to another.
  */
-const HOST_FIELDS = ['open', 'limit', 'threshold', 'http429', 'http503', 'drops', 'silent', 'opens', 'refused'] as const;
+const HOST_FIELDS = ['open', 'limit', 'threshold', 'http429', 'http503', 'drops', 'silent', 'opens', 'refused', 'who'] as const;
 type HostField = (typeof HOST_FIELDS)[number];
 const FIXED = 1024;
 
@@ -58,10 +59,15 @@ function ledgerSlots(workers: number): number {
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-export function hostSlot(host: string): number {
+/** A host's 32-bit FNV-1a hash, never 0 (0 marks a slot's circuit as nobody's). */
+export function hostHash(host: string): number {
   let h = 2166136261;
   for (let i = 0; i < host.length; i++) h = Math.imul(h ^ host.charCodeAt(i), 16777619);
-  return (h >>> 0) % HOST_SLOTS;
+  return h | 0 || 1;
+}
+
+export function hostSlot(host: string): number {
+  return (hostHash(host) >>> 0) % HOST_SLOTS;
 }
 
 function views(buffer: SharedArrayBuffer) {
@@ -188,6 +194,7 @@ export class SharedLimits {
    */
   async acquireHost(host: string): Promise<HostPermit> {
     const i = hostSlot(host);
+    const who = hostHash(host);
     let probe = false;
     const open = this.v.host.open;
     let counted = false;
@@ -195,7 +202,8 @@ export class SharedLimits {
     for (;;) {
       // Checked again after each wait: rows that queued before the circuit opened are not sent either.
       try {
-        probe = this.passCircuit(i, host);
+        // A probe keeps its turn while it waits for the limit.
+        probe ||= this.passCircuit(i, host, who);
       } catch (err) {
         if (counted) this.gauge('hostWaiting', -1);
         throw err;
@@ -227,7 +235,7 @@ export class SharedLimits {
         Atomics.sub(this.v.ledger, this.mine + LEDGER_HEAD + i, 1);
         Atomics.sub(open, i, 1);
         const grew = this.feedback(i, answer, httpStatus, sentAt, tested);
-        this.circuit(i, answer, httpStatus, probe);
+        this.circuit(i, who, answer, httpStatus, probe);
         Atomics.notify(open, i, grew ? 2 : 1);
       },
     };
@@ -239,9 +247,9 @@ export class SharedLimits {
    * re-arms the pause for the others, so a probe lost with its worker only delays the next.
    * Returns whether this request is the probe.
    */
-  private passCircuit(i: number, host: string): boolean {
+  private passCircuit(i: number, host: string, who: number): boolean {
     const until = Atomics.load(this.v.pausedUntil, i);
-    if (until === 0n) return false;
+    if (until === 0n || Atomics.load(this.v.host.who, i) !== who) return false;
     const now = BigInt(Date.now());
     const opens = Atomics.load(this.v.host.opens, i);
     if (now >= until && Atomics.compareExchange(this.v.pausedUntil, i, until, now + BigInt(circuitPause(opens))) === until) return true;
@@ -252,9 +260,19 @@ export class SharedLimits {
     );
   }
 
-  /** Counts silences in a row; opens the circuit at CIRCUIT.openAfter, reopens it for longer when a probe fails, closes it on any answer. */
-  private circuit(i: number, answer: Answer, httpStatus: number | null, probe: boolean): void {
+  /**
+   * Counts one host's silences in a row; opens the circuit at CIRCUIT.openAfter, reopens it for longer
+   * when a probe fails, closes it on the host's answer. The slot follows one host at a time (`who`): a
+   * silence of another host starts its own count, unless the circuit is open for the first.
+   */
+  private circuit(i: number, who: number, answer: Answer, httpStatus: number | null, probe: boolean): void {
     const h = this.v.host;
+    if (Atomics.load(h.who, i) !== who) {
+      if (!isSilence(answer, httpStatus) || Atomics.load(this.v.pausedUntil, i) !== 0n) return;
+      Atomics.store(h.who, i, who);
+      Atomics.store(h.silent, i, 0);
+      Atomics.store(h.opens, i, 0);
+    }
     if (answer === 'clean' || httpStatus !== null) {
       if (Atomics.exchange(h.silent, i, 0) === 0 && !probe) return;
       Atomics.store(h.opens, i, 0);

@@ -3,7 +3,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { InFlightController, classifyTick } from '../src/in-flight.js';
 import type { DemandSample } from '../src/in-flight.js';
 import { CIRCUIT, HOST_LIMIT, circuitPause, classifyAnswer, initialHostLimit, isSilence, nextHostLimit } from '../src/host-limit.js';
-import { SharedLimits, createSharedBuffer } from '../src/shared-limits.js';
+import { SharedLimits, createSharedBuffer, hostSlot } from '../src/shared-limits.js';
 import { NotSent } from '../src/errors.js';
 import type { HostLimitState } from '../src/host-limit.js';
 import { boundHint, dominantBound } from '../src/bound-hint.js';
@@ -251,6 +251,21 @@ describe('a host that stops answering (the circuit)', () => {
     // A probe that gets an answer closes it: everything passes again.
     (await l.acquireHost('dead.test')).done('clean', null);
     for (let k = 0; k < 3; k++) (await l.acquireHost('dead.test')).done('clean', null);
+  });
+
+  it("a host that shares the dead one's slot is not refused, and its answers do not close the other's circuit", async () => {
+    vi.useFakeTimers({ toFake: ['Date'] });
+    vi.setSystemTime(5_000_000);
+    const l = shared();
+    let k = 0;
+    while (hostSlot(`h${k}.test`) !== hostSlot('gone.test')) k++;
+    const twin = `h${k}.test`;
+    for (let n = 0; n < CIRCUIT.openAfter; n++) (await l.acquireHost('gone.test')).done('pushback', null);
+    await expect(l.acquireHost('gone.test')).rejects.toBeInstanceOf(NotSent);
+    for (let n = 0; n < 3; n++) (await l.acquireHost(twin)).done('clean', null);
+    for (let n = 0; n < CIRCUIT.openAfter; n++) (await l.acquireHost(twin)).done('pushback', null);
+    await expect(l.acquireHost('gone.test')).rejects.toBeInstanceOf(NotSent);
+    (await l.acquireHost(twin)).done('clean', null);
   });
 
   it('the pause doubles per failed probe, from 2 s up to a minute', () => {
