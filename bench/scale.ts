@@ -17,7 +17,7 @@ import { projectRoot } from '../src/version.js';
 import { RowPool } from '../src/pool.js';
 import { bareCapacity, bareWorkerConfig } from '../src/kit/pool-config.js';
 import type { Summary } from '../src/progress.js';
-import sharp from 'sharp';
+import { bareValidate } from './bare.js';
 import { cpuNow, run } from './spawn.js';
 
 const ROOT = projectRoot();
@@ -115,15 +115,9 @@ async function poolRate(concurrency: number, rows: number): Promise<number> {
  * no files. The same calls pcb makes; what pcb spends beyond this per row is its own.
  */
 async function bareTiny(images: Buffer[], n: number): Promise<number> {
-  sharp.concurrency(1);
-  sharp.cache(false);
-  const one = async (data: Buffer) => {
-    await sharp(data, { limitInputPixels: false }).metadata();
-    await sharp(data, { failOn: 'error', pages: 1 }).resize({ width: 64, kernel: 'nearest' }).raw().toBuffer();
-  };
-  for (let i = 0; i < 200; i++) await one(images[i % images.length]);
+  for (let i = 0; i < 200; i++) await bareValidate(images[i % images.length]);
   const c0 = cpuNow();
-  for (let i = 0; i < n; i++) await one(images[i % images.length]);
+  for (let i = 0; i < n; i++) await bareValidate(images[i % images.length]);
   return ((cpuNow() - c0) * 1000) / n;
 }
 

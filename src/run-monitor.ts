@@ -137,7 +137,7 @@ export class RunMonitor {
     this.peakInFlight = Math.max(this.peakInFlight, this.pool.inFlight - parked);
     this.peakParked = Math.max(this.peakParked, parked);
     if (++this.samples < SAMPLES_PER_TICK) return;
-    this.tick(s);
+    this.tick(s, parked);
   }
 
   /** Rows the pool holds on top of its limit now: waiting for a retry, a host's limit or the rate cap. */
@@ -145,7 +145,7 @@ export class RunMonitor {
     return Math.min(s.backoff + s.hostWaiting, this.bounds.parked);
   }
 
-  private tick(s: Snapshot): void {
+  private tick(s: Snapshot, parked: number): void {
     const n = this.samples;
     const now = performance.now();
     const cpu = process.cpuUsage(this.lastCpu);
@@ -156,7 +156,6 @@ export class RunMonitor {
     const machine = machineTimes();
     const machineBusy = 1 - (machine.idle - this.lastMachine.idle) / Math.max(1, machine.total - this.lastMachine.total);
     this.lastMachine = machine;
-    const parked = this.parked(s);
     const sample: DemandSample = {
       inFlight: this.pool.inFlight - parked,
       ready: this.sums.ready / n,

@@ -361,7 +361,7 @@ function hostSummaries(run: Dispatched, o: DownloadOptions): HostSummary[] {
   if (!run.monitor) return [];
   return run.monitor.busiestHosts(5).map(({ host, rows }) => {
     const r = SharedLimits.hostReport(run.limitsBuffer, host, o.maxHostConnections);
-    return { host, rows, limit: r.limit, http_429: r.http429, http_503: r.http503, drops: r.drops, not_sent: r.refused };
+    return { host, rows, limit: r.limit, http_429: r.http429, http_503: r.http503, drops: r.drops, not_sent: r.notSent };
   });
 }
 

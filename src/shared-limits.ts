@@ -31,10 +31,10 @@ type Counter = (typeof COUNTERS)[number];
 /**
  * Per host slot, Int32: open requests · limit ×1024 (0: not yet set) · threshold ×1024 · 429s · 503s ·
  * timeouts and dropped connections · silent failures in a row · circuit openings in a row · requests
- * refused while the circuit was open · which host (hostHash) the silences and the circuit belong to:
+ * not sent while the circuit was open · which host (hostHash) the silences and the circuit belong to:
  * hosts that share a slot share its limit, but one host's silence never closes the circuit to another.
  */
-const HOST_FIELDS = ['open', 'limit', 'threshold', 'http429', 'http503', 'drops', 'silent', 'opens', 'refused', 'who'] as const;
+const HOST_FIELDS = ['open', 'limit', 'threshold', 'http429', 'http503', 'drops', 'silent', 'opens', 'notSent', 'who'] as const;
 type HostField = (typeof HOST_FIELDS)[number];
 const FIXED = 1024;
 
@@ -66,8 +66,13 @@ export function hostHash(host: string): number {
   return h | 0 || 1;
 }
 
+/** The slot a host's hash falls in (hosts that share one share its limit). */
+function slotOf(hash: number): number {
+  return (hash >>> 0) % HOST_SLOTS;
+}
+
 export function hostSlot(host: string): number {
-  return (hostHash(host) >>> 0) % HOST_SLOTS;
+  return slotOf(hostHash(host));
 }
 
 function views(buffer: SharedArrayBuffer) {
@@ -113,7 +118,7 @@ export interface HostReport {
   http503: number;
   drops: number;
   /** Requests not sent because the host had stopped answering (its circuit was open). */
-  refused: number;
+  notSent: number;
 }
 
 /** A held request slot on one host: give it back with the answer, which moves the host's limit. */
@@ -193,8 +198,8 @@ export class SharedLimits {
    * done() gives it back with the answer. Waiters sleep on the slot's counter and wake when it moves.
    */
   async acquireHost(host: string): Promise<HostPermit> {
-    const i = hostSlot(host);
     const who = hostHash(host);
+    const i = slotOf(who);
     let probe = false;
     const open = this.v.host.open;
     let counted = false;
@@ -253,7 +258,7 @@ export class SharedLimits {
     const now = BigInt(Date.now());
     const opens = Atomics.load(this.v.host.opens, i);
     if (now >= until && Atomics.compareExchange(this.v.pausedUntil, i, until, now + BigInt(circuitPause(opens))) === until) return true;
-    Atomics.add(this.v.host.refused, i, 1);
+    Atomics.add(this.v.host.notSent, i, 1);
     const left = Math.max(0, Number(Atomics.load(this.v.pausedUntil, i) - now));
     throw new NotSent(
       `not sent: ${host} gave no answer to ${Atomics.load(this.v.host.silent, i)} requests in a row; it is probed again in ${Math.ceil(left / 1000)} s`,
@@ -448,7 +453,7 @@ export class SharedLimits {
       http429: Atomics.load(v.host.http429, i),
       http503: Atomics.load(v.host.http503, i),
       drops: Atomics.load(v.host.drops, i),
-      refused: Atomics.load(v.host.refused, i),
+      notSent: Atomics.load(v.host.notSent, i),
     };
   }
 

@@ -237,7 +237,7 @@ describe('a host that stops answering (the circuit)', () => {
     expect((refused as NotSent).message).toMatch(/^not sent: dead\.test gave no answer to \d+ requests in a row/);
     // Other hosts are not concerned.
     (await l.acquireHost('live.test')).done('clean', null);
-    expect(SharedLimits.hostReport(buffer, 'dead.test', null).refused).toBe(1);
+    expect(SharedLimits.hostReport(buffer, 'dead.test', null).notSent).toBe(1);
 
     vi.setSystemTime(1_000_000 + circuitPause(1));
     const probe = await l.acquireHost('dead.test');
