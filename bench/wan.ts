@@ -12,6 +12,7 @@
  *   npm run bench:wan [-- --seconds 20] [--quick | --only <part of a scenario's name>]
  */
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { KIT_TLS, KitServer } from '../src/kit/server.js';
@@ -38,6 +39,8 @@ interface Scenario {
   against: string;
   /** Rows served per second the target is set from, when the host is the bound (48 / 0.4 s). */
   serves?: number;
+  /** Every tenth row on a second host that is down: refusing connections, or accepting and never answering. */
+  dead?: 'refuses' | 'silent';
   target: number;
 }
 
@@ -84,13 +87,26 @@ async function realPhotos(): Promise<Images> {
   return { kind: 'photos', files: await photoSet(20) };
 }
 
-async function writeInput(file: string, images: Images, server: KitServer, hosts: number, rows: number): Promise<void> {
+async function writeInput(file: string, images: Images, server: KitServer, hosts: number, rows: number, deadBase: string | null): Promise<void> {
   const out = [];
   for (let i = 0; i < rows; i++) {
     const img = images.files[i % images.files.length];
-    out.push(datasetRow(i, `${server.hostBase((i % hosts) + 1)}/img/${encodeURIComponent(img.name)}?row=${i}`, img.width, img.height));
+    const base = deadBase && i % 10 === 9 ? deadBase : server.hostBase((i % hosts) + 1);
+    out.push(datasetRow(i, `${base}/img/${encodeURIComponent(img.name)}?row=${i}`, img.width, img.height));
   }
   await writeParquet(file, out);
+}
+
+/** A host that is down: a port nothing listens on, or a server that accepts and never answers. Its base URL, and how to stop it. */
+async function deadHost(kind: 'refuses' | 'silent'): Promise<{ base: string; stop: () => void }> {
+  const server = net.createServer((socket) => socket.on('error', () => undefined));
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const base = `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`;
+  if (kind === 'refuses') {
+    await new Promise<void>((r) => server.close(() => r()));
+    return { base, stop: () => undefined };
+  }
+  return { base, stop: () => server.close() };
 }
 
 async function measure(s: Scenario, fixed: boolean, rows: number, base: number | null): Promise<Measured> {
@@ -98,13 +114,15 @@ async function measure(s: Scenario, fixed: boolean, rows: number, base: number |
   server.recordRequests = false;
   for (const f of s.images.files) server.put(f.name, f.data);
   const input = path.join(WORK, `${s.name.replace(/\W+/g, '-')}.parquet`);
-  await writeInput(input, s.images, server, s.link.hosts ?? 1, rows);
+  const dead = s.dead ? await deadHost(s.dead) : null;
+  await writeInput(input, s.images, server, s.link.hosts ?? 1, rows, dead?.base ?? null);
   const out = path.join(WORK, 'out');
   rmSync(out, { recursive: true, force: true });
   const args = ['download', input, '--out', out, '--threads', String(os.availableParallelism()), '--allow-private-network', '--json', '--quiet'];
   if (fixed) args.push('--concurrency', '16', '--max-host-connections', '64');
   const r = await run(path.join(ROOT, 'bin', 'pcb'), args, { env: s.link.tls ? { NODE_EXTRA_CA_CERTS: KIT_TLS.ca } : {} });
   await server.stop();
+  dead?.stop();
   if (r.code !== 0) throw new Error(`pcb exited ${r.code} in ${s.name}`);
   const sum = JSON.parse(r.stdout) as Summary;
   const rps = sum.processed / sum.wall_s;
@@ -151,6 +169,24 @@ async function main(): Promise<void> {
       against: 'tiny, one host, 0 ms',
       serves: 48 / 0.4,
       target: 0.7,
+    },
+    {
+      name: 'tiny, one host, 400 ms, 1 row in 10 on a host that refuses',
+      images: tiny,
+      link: one(400),
+      dead: 'refuses',
+      against: 'tiny, one host, 0 ms',
+      // No target: the run ends only when the dead host's rows have used their retries.
+      target: 1,
+    },
+    {
+      name: 'tiny, one host, 400 ms, 1 row in 10 on a host that never answers',
+      images: tiny,
+      link: one(400),
+      dead: 'silent',
+      against: 'tiny, one host, 0 ms',
+      // No target: the run ends only after the dead host's first requests reach the 30 s timeout.
+      target: 1,
     },
     { name: 'tiny, HTTPS, one host, 400 ms', images: tiny, link: one(400, { tls: true }), against: 'tiny, one host, 0 ms', target: 0.6 },
     { name: `${photos.kind}, one host, 0 ms`, images: photos, link: one(0), against: `${photos.kind}, one host, 0 ms`, target: 1 },
