@@ -304,8 +304,10 @@ export async function download(url: URL, policy: DownloadPolicy, agent: Dispatch
         const error = lastSent ?? e;
         return { data: null, error, httpStatus: error.httpStatus, attempts, bytes, heldKiB: 0, ticket: 0 };
       }
-      // A row sleeping before its retry holds no socket and no bytes: the pool parks it outside its limit.
-      await limits.waiting('backoff', () => sleep(backoffDelay(attempt, policy.backoffMs, e.retryAfterMs)));
+      // A row sleeping before its retry holds no socket and no bytes: the pool parks it outside its limit,
+      // unless the host answered "later" (408/425/429/5xx). A row put back by the host stays the host's load:
+      // another row in its place would press on a host that asked for less.
+      await limits.waiting(e.httpStatus === null ? 'backoff' : 'heldBack', () => sleep(backoffDelay(attempt, policy.backoffMs, e.retryAfterMs)));
     }
   }
 }

@@ -10,7 +10,8 @@
  * for one fetch time, as TCP changes its window once per round trip: the rows of a change take that
  * long to arrive, and reacting sooner to the same starvation or glut overshoots (measured: 36 → 1,024
  * → 20 in flight at 1.5 s without the hold). Growth stops while rows wait for the memory budget, which
- * more rows cannot buy; rows waiting for a host's limit or the rate cap are parked outside the count.
+ * more rows cannot buy, or sleep because a host asked for less; rows waiting for a host's limit, the rate
+ * cap or a retry after no answer at all are parked outside the count.
  */
 
 export interface DemandSample {
@@ -24,6 +25,8 @@ export interface DemandSample {
   hostWaiting: number;
   /** Rows waiting for room in the memory budget (averaged over the tick). */
   budgetWaiting: number;
+  /** Rows sleeping before a retry the host asked for with an HTTP answer, 408/425/429/5xx (averaged over the tick). */
+  heldBack: number;
   /** Rows per second the CPU can take when fed (cores over the process's CPU per row), null before the first rows. */
   capacity: number | null;
   /** Mean time of a successful download, first request slot held to last byte (no waits for limits), null before the first. */
@@ -77,10 +80,10 @@ export class InFlightController {
   onSample(s: DemandSample, atMs: number): number {
     const { threads } = this.o;
     if (atMs < this.holdUntil) return this.limit;
-    // Rows waiting for the budget: more rows would only queue behind the same wall. Rows waiting for a
-    // host's limit are parked outside `inFlight` (see poolBounds): when a host is the wall, the rows at work
-    // stop pressing against the limit, and it stops growing of itself.
-    const blocked = s.budgetWaiting >= 0.5;
+    // Rows waiting for the budget, or put back by a host: more rows would only queue behind the same wall,
+    // or press on a host that asked for less. Rows waiting for a host's limit are parked outside `inFlight`
+    // (see poolBounds): when a host is the wall, the rows at work stop pressing, and the limit stops growing.
+    const blocked = s.budgetWaiting >= 0.5 || s.heldBack >= 0.5;
     const pressed = s.inFlight >= this.limit * 0.9;
     const starving = s.busy < CPU_BOUND && s.ready < threads * 0.5 && pressed && !blocked && !s.exhausted;
     const target = threads * READY_PER_THREAD;

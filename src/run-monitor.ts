@@ -48,7 +48,7 @@ export class RunMonitor {
   private readonly bounds: ReturnType<typeof poolBounds>;
   private timer: NodeJS.Timeout | null = null;
   private samples = 0;
-  private sums = { ready: 0, busy: 0, hostWaiting: 0, budgetWaiting: 0, loop: 0 };
+  private sums = { ready: 0, busy: 0, hostWaiting: 0, budgetWaiting: 0, loop: 0, heldBack: 0 };
   private last: Snapshot;
   private fetchMs: number | null = null;
   /** Process CPU ms per settled row, smoothed. */
@@ -131,6 +131,7 @@ export class RunMonitor {
     this.sums.ready += s.ready;
     this.sums.busy += s.busy;
     this.sums.hostWaiting += s.hostWaiting;
+    this.sums.heldBack += s.heldBack;
     this.sums.budgetWaiting += s.budgetWaiting;
     this.sums.loop += s.loop;
     const parked = this.parked(s);
@@ -161,7 +162,9 @@ export class RunMonitor {
       ready: this.sums.ready / n,
       // Room on the CPU: none when the machine's cores are busy, or when every worker's CPU slot or event loop is.
       busy: Math.min(1, Math.max(this.sums.busy / n / this.o.threads, this.sums.loop / 1000 / n / this.o.threads, machineBusy)),
-      hostWaiting: this.sums.hostWaiting / n,
+      // Rows the host put back count as host-bound time, as rows waiting for its limit do.
+      hostWaiting: (this.sums.hostWaiting + this.sums.heldBack) / n,
+      heldBack: this.sums.heldBack / n,
       budgetWaiting: this.sums.budgetWaiting / n,
       capacity: this.cpuPerRowMs ? (this.cores * 1000) / this.cpuPerRowMs : null,
       fetchMs: (this.fetchMs = smoothed(this.fetchMs, s.fetchUs - this.last.fetchUs, s.fetches - this.last.fetches)),
@@ -169,7 +172,7 @@ export class RunMonitor {
     };
     this.last = s;
     this.samples = 0;
-    this.sums = { ready: 0, busy: 0, hostWaiting: 0, budgetWaiting: 0, loop: 0 };
+    this.sums = { ready: 0, busy: 0, hostWaiting: 0, budgetWaiting: 0, loop: 0, heldBack: 0 };
     // Ticks with work to spare say what bound the run; once the input has run out, an idle pool bounds nothing.
     if (sample.inFlight > 0 && (!this.exhausted || sample.busy >= CPU_BOUND)) this.ticks[classifyTick(sample)]++;
     const limit = this.controller ? this.controller.onSample(sample, now) : this.bounds.start;

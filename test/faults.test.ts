@@ -503,21 +503,27 @@ describe('hosts that stop answering', () => {
     }
   });
 
-  it('rows sleeping before a retry do not hold the pool: the rows behind them are fetched meanwhile', async () => {
-    const rows = [
-      ...Array.from({ length: 3 }, (_, i) => datasetRow(i, server.url(`/status/503?sleepers=${i}`), 640, 480)),
-      ...Array.from({ length: 20 }, (_, i) => datasetRow(i + 3, server.url(`/img/${photos[i % photos.length].name}?behind=${i}`), 640, 480)),
-    ];
-    // One thread at --concurrency 1: three rows at work, all of them 503s backing off 1 s, then 2 s.
-    const { r } = await downloadRows(rows, ['--threads', '1', '--concurrency', '1', '--retries', '2', '--backoff', '1', '--resolution', '256']);
-    const summary = JSON.parse(r.stdout) as Summary;
-    expect(summary.ok).toBe(20);
-    expect(summary.errors).toEqual({ http_status: 3 });
-    const at = (tag: string) => server.requests.filter((q) => q.path.includes(tag)).map((q) => q.at);
-    const tries = at('?sleepers=').sort((a, b) => a - b);
-    expect(tries).toHaveLength(9);
-    // The rows behind were fetched while the 503 rows slept: the first of them before any 503 row's second
-    // try (at least 0.5 s after its first). Held by the pool, they would wait until a 503 row gave up.
-    expect(Math.min(...at('?behind='))).toBeLessThan(tries[3]);
+  it('rows sleeping before a retry after no answer do not hold the pool: the rows behind them are fetched meanwhile', async () => {
+    // Three hosts that drop every connection, one sleeper row each (three silences a host: no circuit opens).
+    const three = await new KitServer().start({ hosts: 3 });
+    try {
+      const rows = [
+        ...Array.from({ length: 3 }, (_, i) => datasetRow(i, `${three.hostBase(i + 1)}/reset?sleepers=${i}`, 640, 480)),
+        ...Array.from({ length: 20 }, (_, i) => datasetRow(i + 3, server.url(`/img/${photos[i % photos.length].name}?behind=${i}`), 640, 480)),
+      ];
+      // One thread at --concurrency 1: three rows at work, all of them dropped, backing off 1 s, then 2 s.
+      const { r } = await downloadRows(rows, ['--threads', '1', '--concurrency', '1', '--retries', '2', '--backoff', '1', '--resolution', '256']);
+      const summary = JSON.parse(r.stdout) as Summary;
+      expect(summary.ok).toBe(20);
+      expect(summary.errors).toEqual({ network: 3 });
+      const at = (s: KitServer, tag: string) => s.requests.filter((q) => q.path.includes(tag)).map((q) => q.at);
+      const tries = at(three, '?sleepers=').sort((a, b) => a - b);
+      expect(tries).toHaveLength(9);
+      // The rows behind were fetched while the dropped rows slept: the first of them before any dropped row's
+      // second try (at least 0.5 s after its first). Held by the pool, they would wait until one gave up.
+      expect(Math.min(...at(server, '?behind='))).toBeLessThan(tries[3]);
+    } finally {
+      await three.stop();
+    }
   });
 });

@@ -8,7 +8,16 @@ import { NotSent } from '../src/errors.js';
 import type { HostLimitState } from '../src/host-limit.js';
 import { boundHint, dominantBound } from '../src/bound-hint.js';
 
-const idle: Omit<DemandSample, 'inFlight'> = { ready: 0, busy: 0.3, hostWaiting: 0, budgetWaiting: 0, capacity: null, fetchMs: null, exhausted: false };
+const idle: Omit<DemandSample, 'inFlight'> = {
+  ready: 0,
+  busy: 0.3,
+  hostWaiting: 0,
+  budgetWaiting: 0,
+  heldBack: 0,
+  capacity: null,
+  fetchMs: null,
+  exhausted: false,
+};
 
 /**
  * A closed-loop model of a run, in ticks of 100 ms: `threads` workers each spending cpuMs per row, every
@@ -39,6 +48,7 @@ function simulate(threads: number, cpuMs: number, fetchMs: number, ticks: number
         ready,
         busy,
         hostWaiting: 0,
+        heldBack: 0,
         budgetWaiting: 0,
         capacity: t >= lag ? capacity : null,
         fetchMs: t >= lag ? fetchMs : null,
@@ -92,8 +102,8 @@ describe('in-flight controller', () => {
     expect(c.limit).toBe(300);
   });
 
-  it('does not grow while rows wait for the memory budget, nor when the input has run out, nor when the CPU is busy', () => {
-    for (const blocked of [{ budgetWaiting: 3 }, { exhausted: true }, { busy: 0.95 }]) {
+  it('does not grow while rows wait for the memory budget or sleep because a host asked for less, nor when the input has run out, nor when the CPU is busy', () => {
+    for (const blocked of [{ budgetWaiting: 3 }, { heldBack: 5 }, { exhausted: true }, { busy: 0.95 }]) {
       const c = new InFlightController({ threads: 2, min: 20, max: 1000 });
       const start = c.limit;
       for (let i = 0; i < 10; i++) c.onSample({ ...idle, ...blocked, inFlight: c.limit, capacity: 160, fetchMs: 1000 }, later());
