@@ -2,7 +2,8 @@
  * The floor of a tiny-image row's whole job, without pcb: one thread fetches each image over a keep-alive
  * connection (undici, as pcb), reads its header and decodes every byte with sharp (what `--resize none`
  * asks), and writes the image and a caption atomically (temporary file, then rename). No pool, no
- * messages between threads, no limits, no records. Prints the process's CPU ms per row.
+ * messages between threads, no limits, no records. Prints the process's CPU ms per row. Its files stay:
+ * deleting them is the caller's, once nothing more is measured (see retire() in bench/scale.ts).
  *
  *   node dist/bench/floor-work.js <url-base> <images> <rows> <dir>
  */
@@ -40,7 +41,6 @@ async function main(): Promise<void> {
   for (let i = 200; i < rows + 200; i++) await one(i);
   const ms = ((cpuNow() - c0) * 1000) / rows;
   await agent.close();
-  rmSync(dir, { recursive: true, force: true });
   process.stdout.write(`${ms}\n`);
 }
 
