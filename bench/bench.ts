@@ -17,6 +17,7 @@ import { targetSize } from '../src/resize.js';
 import { renderChart } from './chart.js';
 import { cpuNow, runPcbDownload } from './spawn.js';
 import { photoBench, publishedScript } from './photos.js';
+import { writeResults } from './results.js';
 import { PNG_DEFAULTS } from '../src/options.js';
 
 interface Args {
@@ -199,9 +200,7 @@ async function main(): Promise<void> {
   const full = Math.max(...a.threads);
   const real = a.photos ? await photoBench(a.photos, a.resolution, full, work) : null;
   if (real && a.photosOnly) {
-    writeFileSync(path.join(dir, 'photos-latest.md'), real.md + '\n');
-    writeFileSync(path.join(dir, 'photos-latest.json'), JSON.stringify(real.result, null, 2) + '\n');
-    process.stdout.write(real.md + '\n\nwritten: bench/results/photos-latest.{md,json}\n');
+    writeResults('photos-latest', real.md, real.result);
     return;
   }
   process.stderr.write(`bench: ${a.images} photo-like JPEGs at Pexels sizes (24 MP; generated once, cached in .cache/kit)\n`);

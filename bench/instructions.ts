@@ -11,7 +11,7 @@
  *   - pcb itself, `download --threads N --resize none --format jpeg`.
  * Kernel work (system calls) is not counted; bench:scale measures the CPU seconds.
  */
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -20,6 +20,8 @@ import { photoSet } from '../src/kit/photos.js';
 import { writeSyntheticDataset } from '../src/kit/dataset.js';
 import { spawnCollect } from '../src/kit/spawn.js';
 import { projectRoot } from '../src/version.js';
+import { numberArg } from './args.js';
+import { writeResults } from './results.js';
 import type { Summary } from '../src/progress.js';
 
 const ROOT = projectRoot();
@@ -57,13 +59,8 @@ function allOk(stdout: string, n: number): void {
 }
 
 async function main(): Promise<void> {
-  const argv = process.argv.slice(2);
-  const arg = (name: string, def: number) => {
-    const i = argv.indexOf(name);
-    return i >= 0 ? Number(argv[i + 1]) : def;
-  };
-  const rows = arg('--rows', 500);
-  const threads = arg('--threads', 2);
+  const rows = numberArg('--rows', 500);
+  const threads = numberArg('--threads', 2);
   if (!(rows > 0) || !(threads > 0)) throw new Error('--rows and --threads take positive numbers');
   const probe = await spawnCollect('valgrind', ['--version']).catch(() => null);
   if (probe?.code !== 0) throw new Error('needs valgrind on the PATH (apt-get install valgrind)');
@@ -135,11 +132,7 @@ async function main(): Promise<void> {
       `| the job without pcb (fetch, the same sharp calls, image and caption written atomically) | ${m(floor)} | ${(floor / bare).toFixed(2)} |`,
       `| pcb \`download --threads ${threads} --resize none --format jpeg\` | ${m(pcb)} | **${(pcb / bare).toFixed(2)}** (${(pcb / floor).toFixed(2)}× the job) |`,
     ].join('\n');
-    const dir = path.join(ROOT, 'bench', 'results');
-    mkdirSync(dir, { recursive: true });
-    writeFileSync(path.join(dir, 'instructions-latest.md'), md + '\n');
-    writeFileSync(path.join(dir, 'instructions-latest.json'), JSON.stringify(result, null, 2) + '\n');
-    process.stdout.write(md + '\n\nwritten: bench/results/instructions-latest.{md,json}\n');
+    writeResults('instructions-latest', md, result);
   } finally {
     await server.stop();
     rmSync(WORK, { recursive: true, force: true });

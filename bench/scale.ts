@@ -14,6 +14,8 @@ import { KitServer } from '../src/kit/server.js';
 import { photoSet } from '../src/kit/photos.js';
 import { writeSyntheticDataset } from '../src/kit/dataset.js';
 import { projectRoot } from '../src/version.js';
+import { numberArg } from './args.js';
+import { writeResults } from './results.js';
 import { RowPool } from '../src/pool.js';
 import { bareCapacity, bareWorkerConfig } from '../src/kit/pool-config.js';
 import type { Summary } from '../src/progress.js';
@@ -168,13 +170,8 @@ function createRename(dir: string, n: number): number {
 }
 
 async function main(): Promise<void> {
-  const argv = process.argv.slice(2);
-  const arg = (name: string, def: number) => {
-    const i = argv.indexOf(name);
-    return i >= 0 ? Number(argv[i + 1]) : def;
-  };
-  const rows = arg('--rows', 567_597);
-  const threads = arg('--threads', 2);
+  const rows = numberArg('--rows', 567_597);
+  const threads = numberArg('--threads', 2);
   const work = path.join(ROOT, '.cache', 'bench-scale');
   mkdirSync(work, { recursive: true });
   const server = await new KitServer().start();
@@ -301,11 +298,7 @@ async function main(): Promise<void> {
     `Flat folder of ${names.length} entries: readdir ${listS.toFixed(2)} s; create + rename of 10,000 files ${renameFull.toFixed(2)} s there, ${renameEmpty.toFixed(2)} s in an empty folder.`,
     `The pool alone (no-op tasks, main-thread rows/s): ${pool.map(([c, v]) => `capacity ${c}: ${Math.round(v)}`).join(' · ')}.`,
   ].join('\n');
-  const dir = path.join(ROOT, 'bench', 'results');
-  mkdirSync(dir, { recursive: true });
-  writeFileSync(path.join(dir, 'scale-latest.md'), md + '\n');
-  writeFileSync(path.join(dir, 'scale-latest.json'), JSON.stringify(result, null, 2) + '\n');
-  process.stdout.write(md + '\n\nwritten: bench/results/scale-latest.{md,json}\n');
+  writeResults('scale-latest', md, result);
   rmSync(trash, { recursive: true, force: true });
 }
 

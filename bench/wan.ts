@@ -11,7 +11,7 @@
  *
  *   npm run bench:wan [-- --seconds 20] [--quick | --only <part of a scenario's name>]
  */
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -22,6 +22,7 @@ import { datasetRow, writeParquet } from '../src/kit/dataset.js';
 import { projectRoot } from '../src/version.js';
 import type { Summary } from '../src/progress.js';
 import { run } from './spawn.js';
+import { writeResults } from './results.js';
 
 const ROOT = projectRoot();
 const WORK = path.join(ROOT, '.cache', 'bench-wan');
@@ -228,11 +229,7 @@ async function main(): Promise<void> {
     }),
   ];
   const md = lines.join('\n');
-  const dir = path.join(ROOT, 'bench', 'results');
-  mkdirSync(dir, { recursive: true });
-  writeFileSync(path.join(dir, 'wan-latest.md'), md + '\n');
-  writeFileSync(path.join(dir, 'wan-latest.json'), JSON.stringify({ date: new Date().toISOString(), results }, null, 2) + '\n');
-  process.stdout.write(md + '\n\nwritten: bench/results/wan-latest.{md,json}\n');
+  writeResults('wan-latest', md, { date: new Date().toISOString(), results });
 }
 
 main().catch((err) => {
