@@ -153,8 +153,12 @@ async function floorWork(server: KitServer, work: string, chains: number, trash:
   return ms.reduce((a, b) => a + b, 0) / ms.length;
 }
 
-/** Seconds to create and rename `n` small files in `dir` (as pcb's atomic writes do). */
-function createRename(dir: string, n: number): number {
+/**
+ * Seconds to create and rename `n` small files in `dir` (as pcb's atomic writes do). The files are then
+ * moved into the trash, not deleted: a deletion here would make the next measurement's creates scan past
+ * them (see retire()).
+ */
+function createRename(dir: string, n: number, trash: string): number {
   const tmp = path.join(dir, '.bench-tmp');
   mkdirSync(tmp, { recursive: true });
   const t0 = process.hrtime.bigint();
@@ -164,8 +168,8 @@ function createRename(dir: string, n: number): number {
     renameSync(f, path.join(dir, `bench-${i}.txt`));
   }
   const s = Number(process.hrtime.bigint() - t0) / 1e9;
-  for (let i = 0; i < n; i++) rmSync(path.join(dir, `bench-${i}.txt`), { force: true });
-  rmSync(tmp, { recursive: true, force: true });
+  for (let i = 0; i < n; i++) renameSync(path.join(dir, `bench-${i}.txt`), path.join(tmp, `${i}.txt`));
+  retire(tmp, trash);
   return s;
 }
 
@@ -200,11 +204,11 @@ async function main(): Promise<void> {
   const t0 = process.hrtime.bigint();
   const names = readdirSync(out);
   const listS = Number(process.hrtime.bigint() - t0) / 1e9;
-  const renameFull = createRename(out, 10_000);
+  const renameFull = createRename(out, 10_000, trash);
   const empty = path.join(work, 'empty');
-  rmSync(empty, { recursive: true, force: true });
+  retire(empty, trash);
   mkdirSync(empty);
-  const renameEmpty = createRename(empty, 10_000);
+  const renameEmpty = createRename(empty, 10_000, trash);
 
   // The reruns a user makes: one with nothing left to do, then 5 % of the images lost (every 20th row's image
   // and caption removed), after a completed run (its manifest current) and after a killed one (logs alone).
