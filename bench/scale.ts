@@ -131,10 +131,12 @@ async function bareTiny(images: Buffer[], n: number): Promise<number> {
  * into a folder has not just deleted a million files; the bench's own cleanup must not be charged to the
  * next run it measures.
  */
+let retired = 0;
 function retire(dir: string, trash: string): void {
   if (!existsSync(dir)) return;
   mkdirSync(trash, { recursive: true });
-  renameSync(dir, path.join(trash, `${path.basename(dir)}-${process.pid}-${Date.now()}`));
+  // Distinct names for the same folder retired twice (the create/rename probe's, from two folders).
+  renameSync(dir, path.join(trash, `${path.basename(dir)}-${process.pid}-${++retired}`));
 }
 
 /**
