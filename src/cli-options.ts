@@ -77,6 +77,10 @@ export const OPT = {
     new Option('--shard-count <n>', 'shard count when the index comes from the scheduler (SLURM_ARRAY_TASK_ID, JOB_COMPLETION_INDEX)').argParser(
       intOption('--shard-count', 1),
     ),
+  processes: () =>
+    new Option('--processes <n|auto>', 'processes the threads are split over, each taking a share of the rows [auto: one per 4 threads]')
+      .default('auto' as const)
+      .argParser(autoOrInt('--processes', 1, 1024)),
   overwrite: () => new Option('--overwrite', 'redo rows already done (default: resume)'),
   retryFailed: () => new Option('--retry-failed', 'also retry rows that failed permanently before'),
   manifest: () => new Option('--manifest <path>', 'manifest path [<out>/manifest.parquet]'),

@@ -19,6 +19,20 @@ function tagged(base: string, shard: Shard | null, ext: string): string {
   return `${base}${tag ? `.${tag}` : ''}${ext}`;
 }
 
+/** Whether a file tagged `shard-a-of-m` holds rows of `shard` (a process's share of it, say); every tag belongs to the whole. */
+export function tagInShard(tag: string, shard: Shard | null): boolean {
+  if (!shard) return true;
+  const m = /^shard-(\d+)-of-(\d+)$/.exec(tag);
+  if (!m) return false;
+  const [a, count] = [Number(m[1]), Number(m[2])];
+  return count % shard.count === 0 && a % shard.count === shard.index;
+}
+
+/** The logs of one shard's rows, its processes' logs included (all of them for the whole input). */
+export function shardLogPaths(out: string, shard: Shard | null): string[] {
+  return allLogPaths(out).filter((f) => tagInShard(/^log\.(.+)\.jsonl$/.exec(path.basename(f))?.[1] ?? '', shard));
+}
+
 export function logPath(out: string, shard: Shard | null): string {
   return path.join(out, STATE_DIR, tagged('log', shard, '.jsonl'));
 }
@@ -133,6 +147,8 @@ export interface RunRecord extends FileSettings {
   where: string | null;
   limit: number | null;
   cdnResize: string;
+  /** `<format> <layout>` of the folder before this run rewrote run.json (its processes read it here). */
+  layoutBefore?: string | null;
 }
 
 const OPTION_NAMES: Record<keyof FileSettings, string> = {

@@ -1,11 +1,21 @@
 import { Command, CommanderError, Option } from '@commander-js/extra-typings';
 import { FatalError, UsageError } from './errors.js';
-import { choiceOption, defaultMemoryBudget, defaultThreads, numberOption, roundChunkSize, shardFromEnvironment, validateCombination } from './options.js';
+import {
+  choiceOption,
+  defaultMemoryBudget,
+  defaultThreads,
+  resolveProcesses,
+  numberOption,
+  roundChunkSize,
+  shardFromEnvironment,
+  validateCombination,
+} from './options.js';
 import { OPT, resolutionFor } from './cli-options.js';
 import type { DownloadOptions } from './options.js';
 import { DEFAULT_IMGIX_HOSTS } from './cdn.js';
 import { VERSION } from './version.js';
 import { runDownload } from './run.js';
+import { runCoordinated } from './coordinator.js';
 import { formatSummary } from './progress.js';
 import { runInspect } from './commands/inspect.js';
 import { runConfig } from './commands/config.js';
@@ -51,6 +61,7 @@ function buildProgram() {
     .addOption(OPT.pngFilter())
     .addOption(OPT.noPngFilter())
     .addOption(OPT.threads())
+    .addOption(OPT.processes())
     .addOption(OPT.concurrency())
     .addOption(OPT.chunkSize())
     .addOption(OPT.retries())
@@ -78,6 +89,7 @@ function buildProgram() {
     .addHelpText('after', RESIZE_HELP)
     .action(async (input, opts, cmd) => {
       const given = opts.shard ?? shardFromEnvironment(process.env, opts.shardCount ?? null);
+      const threads = opts.threads ?? defaultThreads();
       const o: DownloadOptions = {
         input,
         out: opts.out,
@@ -95,7 +107,9 @@ function buildProgram() {
         quality: opts.quality,
         pngCompression: opts.pngCompression,
         pngFilter: opts.pngFilter !== false,
-        threads: opts.threads ?? defaultThreads(),
+        threads,
+        processes: resolveProcesses(opts.processes, threads),
+        share: null,
         concurrency: opts.concurrency,
         chunkSize: roundChunkSize(opts.chunkSize),
         retries: opts.retries,
@@ -233,7 +247,7 @@ async function download(o: DownloadOptions): Promise<number> {
   warnSmallThreadpool(o);
   if (o.shard && !o.json && !o.quiet) process.stderr.write(`pcb: shard ${o.shard.index}/${o.shard.count} (${o.shard.reason})\n`);
   let signalCode = 0;
-  const summary = await runDownload(o, {
+  const summary = await (o.processes > 1 ? runCoordinated : runDownload)(o, {
     warn: (msg) => {
       if (!o.quiet) process.stderr.write(`pcb: warning: ${msg}\n`);
     },
@@ -257,6 +271,10 @@ async function download(o: DownloadOptions): Promise<number> {
   if (o.json) process.stdout.write(JSON.stringify(summary) + '\n');
   else process.stdout.write(formatSummary(summary) + '\n');
   if (signalCode) return signalCode;
+  if (summary.process_failures.length) {
+    process.stderr.write(`pcb: ${summary.process_failures[0]}; the rows it had in flight were not recorded: rerun to resume\n`);
+    return 1;
+  }
   if (o.maxFailureRate !== null && summary.processed > 0 && summary.failed / summary.processed > o.maxFailureRate) {
     process.stderr.write(
       `pcb: ${summary.failed} of ${summary.processed} rows failed (${((100 * summary.failed) / summary.processed).toFixed(1)} %), above --max-failure-rate ${o.maxFailureRate}; the manifest says why\n`,

@@ -59,8 +59,18 @@ export interface Summary {
   interrupted: boolean;
   /** Seconds from start to the first row handed to the pool (planning time, resume included). */
   first_dispatch_s: number | null;
-  /** CPU seconds (user + system) of the whole process: main thread, workers, libuv pool. */
+  /** CPU seconds (user + system) of the whole run: every process, main thread, workers, libuv pool. */
   cpu_s: number;
+  /** Cores this machine gives the run. */
+  cores_available: number;
+  /** cpu_s / wall_s / cores_available: 1 when every core was busy the whole run. */
+  cores_busy: number;
+  /** Processes the run was split over (--processes). */
+  processes: number;
+  /** The allocator: jemalloc, glibc (with its arena cap when set) or the system's. */
+  allocator: string;
+  /** Processes of the run that died before they finished (their rows in flight are redone by the next run). */
+  process_failures: string[];
   peak_rss_bytes: number;
   manifest: string;
   metadata: string;
@@ -238,7 +248,8 @@ export function formatSummary(s: Summary): string {
     ...(s.errors.internal_error
       ? [pc.yellow(`  ${s.errors.internal_error} rows hit a bug in pcb (internal_error): please report it, with their message from the manifest`)]
       : []),
-    `  ${s.wall_s.toFixed(1)} s wall · ${s.images_per_s.toFixed(2)} img/s · ${s.images_per_s_per_thread.toFixed(2)} img/s per thread (${plural(s.threads, 'thread')}) · ${prettyBytes(s.bytes_downloaded)} downloaded`,
+    `  ${s.wall_s.toFixed(1)} s wall · ${s.images_per_s.toFixed(2)} img/s · ${s.images_per_s_per_thread.toFixed(2)} img/s per thread (${plural(s.threads, 'thread')}${s.processes > 1 ? ` in ${s.processes} processes` : ''}) · ${prettyBytes(s.bytes_downloaded)} downloaded`,
+    `  cores busy ${Math.round(s.cores_busy * 100)} % of ${s.cores_available} (${s.cpu_s.toFixed(1)} CPU-s) · allocator ${s.allocator}`,
     ...(s.requests
       ? [
           `  in flight: up to ${s.in_flight_peak} rows (${s.concurrency === 'auto' ? `auto, last limit ${s.in_flight_limit}` : `--concurrency ${s.concurrency}`})` +
@@ -255,6 +266,7 @@ export function formatSummary(s: Summary): string {
     ...(s.rendition_fallbacks !== null
       ? [`  --cdn-resize: ${s.ok - s.rendition_fallbacks} from renditions · originals used after a rendition fell short: ${s.rendition_fallbacks}`]
       : []),
+    ...s.process_failures.map((f) => pc.red(`  ${f}`)),
     `  images and captions in ${s.out}`,
     `  manifest ${s.manifest}`,
     `  metadata ${s.metadata}`,

@@ -1,13 +1,15 @@
 import { existsSync, mkdirSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { FatalError, POLICY_REFUSALS, RowError, UsageError } from './errors.js';
-import type { DownloadOptions } from './options.js';
+import { composeShard } from './options.js';
+import type { DownloadOptions, Shard } from './options.js';
 import { Source, buildDuplicateTable, closeDuckDB, countPlan, openDuckDB, streamTasks } from './source.js';
 import type { Plan } from './source.js';
 import { ensureWritableDir } from './output.js';
 import {
   STATE_DIR,
   allLogPaths,
+  shardLogPaths,
   checkSettings,
   lockPath,
   logPath,
@@ -30,6 +32,8 @@ import { Progress } from './progress.js';
 import type { HostSummary, Summary } from './progress.js';
 import { RunMonitor, poolBounds } from './run-monitor.js';
 import { boundHint } from './bound-hint.js';
+import { allocatorHint, detectAllocator, formatAllocator } from './allocator.js';
+import os from 'node:os';
 import { openFileLimit } from './options.js';
 import { discardWorkerTars, finalizeLeftovers, orphanIndexSweep, publishTar, removeShardTars } from './tars.js';
 import { checkId } from './row.js';
@@ -42,6 +46,17 @@ export interface RunHooks {
   onStart?: (stop: (hard: boolean) => void) => void;
   /** Warnings for the user (a stale lock taken over); silent by default. */
   warn?: (msg: string) => void;
+  /** What the run will do, once planned (before any row is dispatched). */
+  onPlanned?: (counts: { selected: number; todo: number; skippedFailed: number }) => void;
+  /** Each row as it settles, after it is logged. */
+  onSettled?: (r: RowResult) => void;
+  /** Once the pool runs: how many rows it holds at any moment. */
+  onPool?: (inFlight: () => number) => void;
+}
+
+/** The shard whose files (log, lock, temporary folder, tars) this process writes: a process's share is a finer shard. */
+export function fileShard(o: DownloadOptions): Shard | null {
+  return o.share ? composeShard(o.shard, o.share) : o.shard;
 }
 
 /** The file-shaping settings of this run, as run.json records them. */
@@ -76,6 +91,17 @@ async function withWhere<T>(where: string | null, step: () => Promise<T>): Promi
 /** `pcb download`: plan in DuckDB, dispatch to the pool, log every settled row, rebuild the records. */
 export async function runDownload(o: DownloadOptions, hooks: RunHooks = {}): Promise<Summary> {
   const started = Date.now();
+  const source = await openChecked(o);
+  const lock = acquireLock(o, fileShard(o), hooks);
+  try {
+    return await runLocked(o, source, started, hooks, lock);
+  } finally {
+    lock.release();
+  }
+}
+
+/** The input opened with its columns and --where checked, the output folder writable: everything before the lock. */
+export async function openChecked(o: DownloadOptions): Promise<Source> {
   const source = await Source.open(o.input);
   source.requireColumn(o.urlColumn, '--url-column');
   source.requireColumn(o.idColumn, '--id-column');
@@ -86,25 +112,36 @@ export async function runDownload(o: DownloadOptions, hooks: RunHooks = {}): Pro
   await ensureWritableDir(o.out);
   const stateDir = path.join(o.out, STATE_DIR);
   if (!existsSync(stateDir)) mkdirSync(stateDir);
-  const lock = FolderLock.acquire(lockPath(o.out, o.shard), `${o.out}${o.shard ? ` (shard ${shardTag(o.shard)})` : ''}`, hooks.warn ?? (() => undefined));
-  try {
-    return await runLocked(o, source, started, hooks, lock);
-  } finally {
-    lock.release();
-  }
+  return source;
+}
+
+export function acquireLock(o: DownloadOptions, shard: Shard | null, hooks: RunHooks): FolderLock {
+  return FolderLock.acquire(lockPath(o.out, shard), `${o.out}${shard ? ` (shard ${shardTag(shard)})` : ''}`, hooks.warn ?? (() => undefined));
 }
 
 async function runLocked(o: DownloadOptions, source: Source, started: number, hooks: RunHooks, lock: FolderLock): Promise<Summary> {
-  const { settings, tmpDir, layoutBefore } = prepareFolder(o, source);
+  // A process's share: the coordinator made the folder ready and rebuilds the records once every share is done.
+  const { settings, tmpDir, layoutBefore } = o.share ? prepareShare(o, source) : prepareFolder(o, source);
   const planned = await planRows(o, source, settings, layoutBefore);
+  hooks.onPlanned?.(planned);
   const run = await dispatchRows(o, source, planned, { started, tmpDir, hooks, lock });
-  const records = await rebuildRecords(o, source, settings, run.progress.done);
+  source.close();
+  const records = o.share ? { dest: recordPaths(o.out, o.shard, o.manifest), recordsS: 0 } : await rebuildRecords(o, settings, run.progress.done);
   rmSync(tmpDir, { recursive: true, force: true });
   return summarize(o, planned, run, records);
 }
 
+/** A process's share of a run: a fresh temporary folder of its own; the folder's settings were checked by the coordinator. */
+function prepareShare(o: DownloadOptions, source: Source): { settings: FileSettings; tmpDir: string; layoutBefore: string | null } {
+  const tmpDir = tmpDirPath(o.out, fileShard(o));
+  rmSync(tmpDir, { recursive: true, force: true });
+  mkdirSync(tmpDir);
+  const before = readRunRecord(o.out);
+  return { settings: fileSettings(o, source), tmpDir, layoutBefore: before?.layoutBefore ?? null };
+}
+
 /** The folder made ours: its settings checked and recorded, a fresh temporary folder, dead runs' temps gone. */
-function prepareFolder(o: DownloadOptions, source: Source): { settings: FileSettings; tmpDir: string; layoutBefore: string | null } {
+export function prepareFolder(o: DownloadOptions, source: Source): { settings: FileSettings; tmpDir: string; layoutBefore: string | null } {
   const stateDir = path.join(o.out, STATE_DIR);
   const settings = fileSettings(o, source);
   const before = readRunRecord(o.out);
@@ -119,10 +156,12 @@ function prepareFolder(o: DownloadOptions, source: Source): { settings: FileSett
   orphans.sweep();
   removeStaleTemps(stateDir);
   // Every row is redone: the tars of this shard (all of them without --shard) would hold their old samples.
-  if (o.overwrite) removeShardTars(o.out, o.shard ? shardTag(o.shard) : null);
-  const record: RunRecord = { ...settings, input: path.resolve(o.input), where: o.where, limit: o.limit, cdnResize: o.cdnResize };
+  if (o.overwrite) removeShardTars(o.out, o.shard);
+  const layoutBefore = before ? `${before.format} ${before.outputFormat ?? 'files'}` : null;
+  // layoutBefore is kept for the run's processes, which read run.json after it is rewritten here.
+  const record: RunRecord = { ...settings, input: path.resolve(o.input), where: o.where, limit: o.limit, cdnResize: o.cdnResize, layoutBefore };
   writeJsonAtomic(runRecordPath(o.out), record);
-  return { settings, tmpDir, layoutBefore: before ? `${before.format} ${before.outputFormat ?? 'files'}` : null };
+  return { settings, tmpDir, layoutBefore };
 }
 
 interface Planned {
@@ -144,6 +183,7 @@ async function planRows(o: DownloadOptions, source: Source, settings: FileSettin
     fallbackColumn: settings.fallbackCaptionColumn,
     where: o.where,
     shard: o.shard,
+    share: o.share,
     limit: o.limit,
     withColumns: o.outputFormat === 'webdataset',
     doneTable:
@@ -203,7 +243,7 @@ function workerConfig(o: DownloadOptions, tmpDir: string, limitsBuffer: SharedAr
     },
     cdnResize: o.cdnResize,
     cdnHosts: o.cdnHosts,
-    output: { format: o.outputFormat, samplesPerTar: o.samplesPerTar, tarPrefix: shardTag(o.shard) || 'pcb', run: Date.now().toString(36) },
+    output: { format: o.outputFormat, samplesPerTar: o.samplesPerTar, tarPrefix: shardTag(fileShard(o)) || 'pcb', run: Date.now().toString(36) },
     tasksPerWorker: o.concurrency === 'auto' ? autoTasksPerWorker(o.threads) : o.concurrency + 2,
     limits: { buffer: limitsBuffer, maxRps: o.maxRps, maxHostConnections: o.maxHostConnections, memoryBudgetBytes: o.memoryBudgetBytes },
   };
@@ -216,7 +256,7 @@ async function dispatchRows(
   { plan, todo }: Planned,
   run: { started: number; tmpDir: string; hooks: RunHooks; lock: FolderLock },
 ): Promise<Dispatched> {
-  const log = new RowLog(logPath(o.out, o.shard));
+  const log = new RowLog(logPath(o.out, fileShard(o)));
   const progress = new Progress(todo, { quiet: o.quiet || o.json, warn: !o.quiet, tty: Boolean(process.stderr.isTTY) });
   const limitsBuffer = createSharedBuffer(o.threads);
   const config = workerConfig(o, run.tmpDir, limitsBuffer);
@@ -232,6 +272,7 @@ async function dispatchRows(
     }
     progress.add(r);
     monitor?.settled(r.url);
+    run.hooks.onSettled?.(r);
   };
   const pool =
     todo > 0
@@ -253,6 +294,7 @@ async function dispatchRows(
     monitor = new RunMonitor(limitsBuffer, pool, sizing);
     monitor.start();
     progress.inFlight = () => pool.inFlight;
+    run.hooks.onPool?.(() => pool.inFlight);
   }
 
   let stopping = false;
@@ -310,17 +352,15 @@ async function dispatchRows(
 }
 
 /** manifest.parquet and metadata.parquet rebuilt from the logs, in a DuckDB of their own. */
-async function rebuildRecords(
+export async function rebuildRecords(
   o: DownloadOptions,
-  source: Source,
   settings: FileSettings,
   processed: number,
 ): Promise<{ dest: ReturnType<typeof recordPaths>; recordsS: number }> {
   const dest = recordPaths(o.out, o.shard, o.manifest);
-  const recordLogs = o.shard ? [logPath(o.out, o.shard)] : allLogPaths(o.out);
+  // The shard's own log and its processes' logs (every log for the whole input).
+  const recordLogs = shardLogPaths(o.out, o.shard);
   const recordsStarted = Date.now();
-  // The plan's DuckDB goes before the records start: a fresh one holds only what the records need.
-  source.close();
   // A rerun that settled nothing leaves records that are newer than every log and the input as they are.
   if (processed === 0 && recordsCurrent(dest, [...recordLogs, o.input])) return { dest, recordsS: 0 };
   const recordsConn = await openDuckDB();
@@ -374,6 +414,10 @@ function summarize(o: DownloadOptions, planned: Planned, run: Dispatched, record
   const limitedBy = run.monitor?.shares() ?? { cpu: 0, network: 0, host: 0, budget: 0 };
   const hosts = hostSummaries(run, o);
   const snap = SharedLimits.snapshot(run.limitsBuffer);
+  const cpuS = (cpu.user + cpu.system) / 1e6;
+  const cores = os.availableParallelism();
+  const coresBusy = coresBusyShare(cpuS, wall, cores);
+  const allocator = detectAllocator();
   return {
     input: o.input,
     out: o.out,
@@ -387,7 +431,7 @@ function summarize(o: DownloadOptions, planned: Planned, run: Dispatched, record
     skipped_failed: skippedFailed,
     errors: progress.errors,
     http_statuses: progress.httpStatuses,
-    hints: hints(o, progress.errors, skippedFailed),
+    hints: [...hints(o, progress.errors, skippedFailed), ...[allocatorHint(allocator, o.threads)].filter((h) => h !== null)],
     bytes_downloaded: progress.bytes,
     wall_s: wall,
     images_per_s: processed / Math.max(wall, 1e-3),
@@ -403,6 +447,10 @@ function summarize(o: DownloadOptions, planned: Planned, run: Dispatched, record
       maxHostConnections: o.maxHostConnections,
       maxRps: o.maxRps,
       pushback: hosts.reduce((n, h) => n + h.http_429 + h.http_503, 0),
+      threads: o.threads,
+      processes: 1,
+      cores,
+      coresBusy,
     }),
     hosts,
     requests: progress.requests,
@@ -411,7 +459,12 @@ function summarize(o: DownloadOptions, planned: Planned, run: Dispatched, record
     manifest: records.dest.manifest,
     metadata: records.dest.metadata,
     first_dispatch_s: run.firstDispatchS,
-    cpu_s: (cpu.user + cpu.system) / 1e6,
+    cpu_s: cpuS,
+    cores_available: cores,
+    cores_busy: coresBusy,
+    processes: 1,
+    allocator: formatAllocator(allocator),
+    process_failures: [],
     peak_rss_bytes: process.resourceUsage().maxRSS * 1024,
     rendition_fallbacks: o.cdnResize === 'none' ? null : progress.renditionFallbacks,
     records_s: records.recordsS,
@@ -419,8 +472,13 @@ function summarize(o: DownloadOptions, planned: Planned, run: Dispatched, record
   };
 }
 
+/** CPU-seconds over wall-seconds over the cores: the share of the machine's cores the run kept busy. */
+export function coresBusyShare(cpuS: number, wallS: number, cores: number): number {
+  return wallS > 0 ? Math.min(1, cpuS / wallS / cores) : 0;
+}
+
 /** What the user could change, when rows failed in a way a flag decides. */
-function hints(o: DownloadOptions, errors: Record<string, number>, skippedFailed: number): string[] {
+export function hints(o: DownloadOptions, errors: Record<string, number>, skippedFailed: number): string[] {
   const out = POLICY_REFUSALS.filter((r) => errors[r.code] && !r.lifted(o)).map(
     (r) => `${errors[r.code]} rows were refused as ${r.code} (${r.why}): add ${r.flag} if you mean to fetch them; the rerun retries them`,
   );

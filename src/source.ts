@@ -5,6 +5,7 @@ import { DuckDBInstance } from '@duckdb/node-api';
 import type { DuckDBConnection } from '@duckdb/node-api';
 import { FatalError, UsageError } from './errors.js';
 import { ident, literal, duckMessage } from './sql.js';
+import { composeShard } from './options.js';
 import type { Shard } from './options.js';
 import type { RowTask } from './result.js';
 
@@ -140,6 +141,8 @@ export interface Plan {
   where: string | null;
   shard: Shard | null;
   limit: number | null;
+  /** One process's share of the rows selected (after the limit, so that the processes' shares add up to it). */
+  share?: Shard | null;
   /** A table of `row` values to leave out (already done), or null to take every row. */
   doneTable: string | null;
   /** A table of (`row`, `path`): images written before under another name (--overwrite into another format). */
@@ -174,7 +177,10 @@ function numberExpr(source: Source, col: string): string {
 export function selectedRowsSql(source: Source, plan: Plan): string {
   const filters = [plan.where ? `(${plan.where})` : 'TRUE'];
   if (plan.shard) filters.push(shardPredicate(ident(plan.idColumn), plan.shard));
-  return `SELECT file_row_number AS __row, * FROM ${source.scan} WHERE ${filters.join(' AND ')} ${plan.limit !== null ? `LIMIT ${plan.limit}` : ''}`;
+  const rows = `SELECT file_row_number AS __row, * FROM ${source.scan} WHERE ${filters.join(' AND ')} ${plan.limit !== null ? `LIMIT ${plan.limit}` : ''}`;
+  if (!plan.share) return rows;
+  // The same hash splits the shard's rows over the processes: together, this share and the shard are one finer shard.
+  return `SELECT * FROM (${rows}) WHERE ${shardPredicate(ident(plan.idColumn), composeShard(plan.shard, plan.share))}`;
 }
 
 /**

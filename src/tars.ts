@@ -9,7 +9,8 @@ import { closeSync, existsSync, ftruncateSync, openSync, readSync, readdirSync, 
 import path from 'node:path';
 import { archiveEnd, packMembers, scanTar } from './tar.js';
 import type { MemberInput, ScannedMember } from './tar.js';
-import { eachName, tempName } from './folder.js';
+import { eachName, tagInShard, tempName } from './folder.js';
+import type { Shard } from './options.js';
 
 export const TAR_EXT = '.tar';
 
@@ -177,10 +178,11 @@ export function isTarName(n: string): boolean {
 }
 
 /** The tars (and their indexes) of one shard's name prefix (null: every one), gone: --overwrite of a webdataset folder. */
-export function removeShardTars(out: string, prefix: string | null): void {
+export function removeShardTars(out: string, shard: Shard | null): void {
   const doomed: string[] = [];
   eachName(out, (n) => {
-    if (TAR_NAME.test(n) && (prefix === null || n.startsWith(`${prefix}-`))) doomed.push(n);
+    const m = TAR_NAME.exec(n);
+    if (m && tagInShard(m[1], shard)) doomed.push(n);
   });
   for (const n of doomed) rmSync(path.join(out, n), { force: true });
 }

@@ -211,13 +211,22 @@ describe('per-host limit', () => {
 
 describe('what bound the run', () => {
   it('names the largest share with a hint that says what to change, or that nothing needs to', () => {
-    const ctx = { concurrency: 'auto' as const, maxHostConnections: null, maxRps: null, pushback: 0 };
+    const ctx = { concurrency: 'auto' as const, maxHostConnections: null, maxRps: null, pushback: 0, threads: 16, processes: 4, cores: 16, coresBusy: 0.95 };
     expect(dominantBound({ cpu: 0, network: 0, host: 0, budget: 0 })).toBeNull();
-    expect(boundHint({ cpu: 0.9, network: 0.1, host: 0, budget: 0 }, ctx)).toMatch(/^CPU-bound \(90 %.*nothing to change/);
+    expect(boundHint({ cpu: 0.9, network: 0.1, host: 0, budget: 0 }, ctx)).toMatch(/^CPU-bound \(90 % of the run, 95 % of 16 cores busy\).*nothing to change/);
     expect(boundHint({ cpu: 0.1, network: 0.9, host: 0, budget: 0 }, { ...ctx, concurrency: 4 })).toMatch(/network-bound.*drop --concurrency 4/);
     expect(boundHint({ cpu: 0.1, network: 0.2, host: 0.7, budget: 0 }, { ...ctx, maxRps: 5 })).toMatch(/host-bound.*--max-rps 5; raise it/);
     expect(boundHint({ cpu: 0.1, network: 0.2, host: 0.7, budget: 0 }, { ...ctx, pushback: 12 })).toMatch(/pushed back \(12 answers/);
     expect(boundHint({ cpu: 0.1, network: 0.2, host: 0, budget: 0.7 }, ctx)).toMatch(/--memory-budget/);
+  });
+
+  it('never blames the CPU while cores sit idle: too few threads, or threads that wait on each other', () => {
+    const ctx = { concurrency: 'auto' as const, maxHostConnections: null, maxRps: null, pushback: 0, threads: 16, processes: 1, cores: 16, coresBusy: 0.56 };
+    const busyWorkers = { cpu: 1, network: 0, host: 0, budget: 0 };
+    expect(boundHint(busyWorkers, ctx)).toMatch(/^workers busy \(100 % of the run\) but only 56 % of 16 cores busy: .*--processes 8/);
+    expect(boundHint(busyWorkers, ctx)).not.toMatch(/CPU-bound|nothing to change/);
+    expect(boundHint(busyWorkers, { ...ctx, processes: 8 })).toMatch(/shared with other work/);
+    expect(boundHint(busyWorkers, { ...ctx, threads: 4, coresBusy: 0.25 })).toMatch(/4 threads cannot use 16 cores \(25 % of 16 cores busy\): --threads 16/);
   });
 });
 

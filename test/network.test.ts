@@ -90,13 +90,16 @@ describe('in flight over a slow link', () => {
 });
 
 describe('what bound the run, in the summary', () => {
-  it('a CPU-bound run says so, and that nothing needs changing', async () => {
+  it('a CPU-bound run says so, and with fewer threads than cores, never that nothing needs changing', async () => {
     const { input, out } = await linked({}, 16, [2400, 1600]);
     const r = await runPcb(['download', input, '--out', out, '--threads', '1', '--allow-private-network', '--quiet']);
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/limited by: CPU (\d+) %/);
     expect(Number(/limited by: CPU (\d+) %/.exec(r.stdout)![1])).toBeGreaterThanOrEqual(50);
-    expect(r.stdout).toMatch(/CPU-bound \(\d+ % of the run\): every worker was busy resizing; nothing to change/);
+    expect(r.stdout).toMatch(
+      /CPU-bound \(\d+ % of the run\): every worker was busy, but 1 thread cannot use (\d+) cores \(\d+ % of \1 cores busy\): --threads \1/,
+    );
+    expect(r.stdout).toMatch(/cores busy \d+ % of \d+ \([\d.]+ CPU-s\) · allocator (jemalloc|glibc|system)/);
     expect(r.stdout).toMatch(/in flight: up to \d+ rows \(auto, last limit \d+\) · 16 requests on 16 connections\n/);
   });
 
