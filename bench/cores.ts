@@ -63,9 +63,9 @@ function layouts(): Layout[] {
   for (let t = 1; t < maxThreads; t *= 2) counts.push(t);
   counts.push(maxThreads);
   for (const t of counts) {
-    add(1, t, `1 × ${t}`);
-    if (t > 1) add(t, t, `${t} × 1`);
     const auto = resolveProcesses('auto', t);
+    add(1, t, `1 × ${t}${auto === 1 ? ' (auto)' : ''}`);
+    if (t > 1) add(t, t, `${t} × 1`);
     add(auto, t, `${auto} × ${t / auto} (auto)`);
   }
   // On a small machine, contention is made visible by more threads than cores.
@@ -119,8 +119,9 @@ async function workloads(server: KitServer): Promise<Workload[]> {
       .filter((f) => /\.(jpe?g|png)$/i.test(f))
       .sort();
     const sizes = await Promise.all(files.map((f) => sharp(path.join(photosDir, f)).metadata()));
-    files.forEach((f, i) => server.put(`photo-${i}${path.extname(f).toLowerCase()}`, readFileSync(path.join(photosDir, f))));
-    const passes = quick ? 1 : 2;
+    for (const [i, f] of files.entries()) server.put(`photo-${i}${path.extname(f).toLowerCase()}`, readFileSync(path.join(photosDir, f)));
+    // Three passes: a run of one pass is mostly its ramp and its tail (the last big photos on one worker).
+    const passes = quick ? 2 : 3;
     const rows = Array.from({ length: files.length * passes }, (_, j) => {
       const i = j % files.length;
       return datasetRow(j, server.url(`/img/photo-${i}${path.extname(files[i]).toLowerCase()}?pass=${j}`), sizes[i].width!, sizes[i].height!);
@@ -130,11 +131,11 @@ async function workloads(server: KitServer): Promise<Workload[]> {
     process.stderr.write("bench:cores: no .cache/photos (bash bench/fetch-photos.sh fetches Debian's wallpapers): the photographs are left out\n");
   }
   const web = await photoSet(40, [1280, 853], 85);
-  web.forEach((p, i) => server.put(`web-${i}.jpg`, p.data));
+  for (const [i, p] of web.entries()) server.put(`web-${i}.jpg`, p.data);
   const webRows = Array.from({ length: quick ? 200 : 600 }, (_, j) => datasetRow(j, server.url(`/img/web-${j % web.length}.jpg?pass=${j}`), 1280, 853));
   list.push({ name: '~1 MP web JPEGs → 256 px PNG', rows: webRows, args: ['--resolution', '256'], reference: 256 });
   const tiny = await photoSet(100, [96, 64], 80);
-  tiny.forEach((p, i) => server.put(`tiny-${i}.jpg`, p.data));
+  for (const [i, p] of tiny.entries()) server.put(`tiny-${i}.jpg`, p.data);
   const tinyRows = Array.from({ length: quick ? 1500 : 5000 }, (_, j) => datasetRow(j, server.url(`/img/tiny-${j % tiny.length}.jpg?pass=${j}`), 96, 64));
   list.push({
     name: '96×64 JPEGs, kept as they are (the shape of the 567,597-row bench)',
