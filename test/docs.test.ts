@@ -17,7 +17,7 @@ interface Row {
 }
 
 /** The rows of the `pcb download` options table: each row's long flags and its default cell. */
-export function tableOptions(page: string): Row[] {
+function tableOptions(page: string): Row[] {
   const section = page.slice(page.indexOf('`pcb download <input.parquet> [options]`'), page.indexOf('Resize formulas'));
   return section
     .split('\n')
@@ -73,7 +73,7 @@ function pages(): { file: string; text: string }[] {
 }
 
 /** GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens. */
-export function slug(heading: string): string {
+function slug(heading: string): string {
   return heading
     .trim()
     .toLowerCase()
@@ -82,13 +82,13 @@ export function slug(heading: string): string {
 }
 
 /** Relative links of a markdown page, outside code blocks: [text](target). */
-export function relativeLinks(text: string): string[] {
+function relativeLinks(text: string): string[] {
   const prose = text.replace(/```[\s\S]*?```/g, '').replace(/`[^`\n]*`/g, '');
   return [...prose.matchAll(/\]\(([^)\s]+)\)/g)].map((m) => m[1]).filter((t) => !/^[a-z]+:/.test(t));
 }
 
 /** Why a relative link from `file` does not resolve, or null when it does (the file, and its heading). */
-export function brokenLink(file: string, target: string): string | null {
+function brokenLink(file: string, target: string): string | null {
   const [rel, anchor] = target.split('#');
   const dest = rel ? path.resolve(path.dirname(file), rel) : file;
   if (!existsSync(dest)) return `${target}: no such file`;
@@ -102,14 +102,14 @@ export function brokenLink(file: string, target: string): string | null {
 }
 
 /** Words of a shell command line, quotes removed; a "$VAR" stands for a number, as the schedulers set them. */
-export function shellWords(line: string): string[] {
+function shellWords(line: string): string[] {
   const words: string[] = [];
   for (const m of line.matchAll(/"([^"]*)"|'([^']*)'|(\S+)/g)) words.push(m[1] ?? m[2] ?? m[3]);
   return words.map((w) => (/^\$[A-Z_]+$/.test(w) ? '8' : w));
 }
 
 /** Every pcb command a page shows: lines of its sh blocks (continuations joined), and a YAML command list. */
-export function shownCommands(text: string): string[][] {
+function shownCommands(text: string): string[][] {
   const out: string[][] = [];
   for (const [, lang, body] of text.matchAll(/```(\w*)\n([\s\S]*?)```/g)) {
     if (lang === 'sh') {
@@ -131,7 +131,7 @@ export function shownCommands(text: string): string[][] {
 }
 
 /** Why the CLI refuses `args`, or null when it parses them (nothing is run). */
-export async function cliRefuses(args: string[]): Promise<string | null> {
+async function cliRefuses(args: string[]): Promise<string | null> {
   const program = buildProgram();
   let said = '';
   for (const c of [program, ...program.commands]) {
