@@ -77,6 +77,8 @@ export const OPT = {
     new Option('--shard-count <n>', 'shard count when the index comes from the scheduler (SLURM_ARRAY_TASK_ID, JOB_COMPLETION_INDEX)').argParser(
       intOption('--shard-count', 1),
     ),
+  stateDir: () =>
+    new Option('--state-dir <dir>', "with an s3:// --out: where the run's log, lock and temporary files live [a folder per output under ~/.cache/pcb/s3/]"),
   processes: () =>
     new Option('--processes <n|auto>', 'processes the threads are split over, each taking a share of the rows [auto: one per 4 threads]')
       .default('auto' as const)

@@ -12,7 +12,10 @@ import { fileURLToPath } from 'node:url';
 import { FatalError, UsageError } from './errors.js';
 import { evenShare } from './options.js';
 import type { DownloadOptions } from './options.js';
-import { acquireLock, coresBusyShare, hints, openChecked, prepareFolder, rebuildRecords } from './run.js';
+import { rmSync } from 'node:fs';
+import path from 'node:path';
+import { acquireLock, coresBusyShare, hints, openChecked, openRemote, prepareFolder, rebuildRecords, uploadRecords } from './run.js';
+import type { RemoteOutput } from './remote-output.js';
 import type { RunHooks } from './run.js';
 import { Progress } from './progress.js';
 import type { HostSummary, Summary } from './progress.js';
@@ -68,16 +71,18 @@ interface Share {
 export async function runCoordinated(o: DownloadOptions, hooks: RunHooks = {}): Promise<Summary> {
   const started = Date.now();
   const source = await openChecked(o);
+  const remote = await openRemote(o);
   const lock = acquireLock(o, o.shard, hooks);
   try {
     const { settings, tmpDir } = prepareFolder(o, source);
     source.close();
+    await remote?.prepare(o.shard, o.overwrite && o.outputFormat === 'webdataset');
     const run = await runShares(o, hooks);
     // Every share's log is closed: the records of the run (or of its --shard) come from all of them.
     const records = await rebuildRecords(o, settings, run.progress.done);
-    const { rmSync } = await import('node:fs');
+    if (remote) await uploadRecords(o, remote, records.dest);
     rmSync(tmpDir, { recursive: true, force: true });
-    return mergeSummaries(o, run, records, started);
+    return mergeSummaries(o, run, records, started, remote);
   } finally {
     lock.release();
   }
@@ -182,6 +187,7 @@ function mergeSummaries(
   run: SharesRun,
   records: { dest: { manifest: string; metadata: string }; recordsS: number },
   started: number,
+  remote: RemoteOutput | null,
 ): Summary {
   const parts = run.shares.map((s) => s.summary).filter((s): s is Summary => s !== null);
   const sum = (f: (s: Summary) => number) => parts.reduce((n, s) => n + f(s), 0);
@@ -203,7 +209,9 @@ function mergeSummaries(
   const allocator = detectAllocator();
   return {
     input: o.input,
-    out: o.out,
+    out: remote ? remote.url : o.out,
+    state_dir: remote ? o.out : null,
+    upload_retries: remote ? sum((s) => s.upload_retries ?? 0) : null,
     shard: o.shard ? `${o.shard.index}/${o.shard.count}` : null,
     shard_reason: o.shard?.reason ?? null,
     selected: sum((s) => s.selected),
@@ -239,8 +247,8 @@ function mergeSummaries(
     requests: run.progress.requests,
     connections_opened: sum((s) => s.connections_opened),
     interrupted: run.stopping || parts.some((s) => s.interrupted),
-    manifest: records.dest.manifest,
-    metadata: records.dest.metadata,
+    manifest: remote ? remote.urlOf(path.basename(records.dest.manifest)) : records.dest.manifest,
+    metadata: remote ? remote.urlOf(path.basename(records.dest.metadata)) : records.dest.metadata,
     first_dispatch_s: parts.reduce<number | null>((m, s) => (s.first_dispatch_s === null ? m : Math.min(m ?? Infinity, s.first_dispatch_s)), null),
     cpu_s: cpuS,
     cores_available: cores,

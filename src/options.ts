@@ -14,6 +14,8 @@ export interface Shard {
   reason: string;
 }
 
+import type { S3Target } from './s3-url.js';
+
 /** `pcb download` after parsing and validation: every option typed, every default filled. */
 export interface DownloadOptions {
   input: string;
@@ -55,6 +57,8 @@ export interface DownloadOptions {
   processes: number;
   /** Set by the coordinator in each of its processes: which share of the (shard's) rows this one takes. */
   share: Shard | null;
+  /** With `--out s3://…`: the bucket and prefix the samples and records go to (`out` is then the local state folder). */
+  remote: S3Target | null;
   overwrite: boolean;
   retryFailed: boolean;
   manifest: string | null;

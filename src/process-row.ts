@@ -89,6 +89,8 @@ export async function processRow(task: RowTask, ctx: RowContext): Promise<RowRes
     const caption = chooseCaption(task.caption, task.fallback);
     const ext = ctx.resize.format === 'jpeg' ? 'jpg' : ctx.resize.format;
     let written: Written;
+    // An upload holds the encoded image until the store has it: those bytes count against the budget too.
+    const uploadKiB = ctx.writer.holdsBytes ? await ctx.limits.reserve(img.data.length) : 0;
     try {
       written = await ctx.writer.write({
         id,
@@ -101,6 +103,9 @@ export async function processRow(task: RowTask, ctx: RowContext): Promise<RowRes
     } catch (err) {
       // A row is done only with its whole sample: the writer leaves nothing half-written behind.
       throw new RowError('write_error', (err as Error).message);
+    } finally {
+      ctx.limits.release(uploadKiB, false);
+      if (ctx.writer.takeRetries) ctx.limits.count('uploadRetries', ctx.writer.takeRetries());
     }
     return {
       row: task.row,

@@ -14,12 +14,18 @@ import {
 import { OPT, resolutionFor } from './cli-options.js';
 import type { DownloadOptions } from './options.js';
 import { download } from './commands/download.js';
+import { outputPlace } from './place.js';
+import { openOutput } from './commands/remote.js';
+import { endpointUrl, parseS3Url, regionName } from './s3-url.js';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { DEFAULT_IMGIX_HOSTS } from './cdn.js';
 import { VERSION } from './version.js';
 import { runInspect } from './commands/inspect.js';
 import { runConfig } from './commands/config.js';
 import { runStatus } from './commands/status.js';
-import { runMerge } from './commands/merge.js';
+import { runMerge, runMergeRemote } from './commands/merge.js';
 
 const RESIZE_HELP = `
 Resize modes (W×H is the oriented source, sides of the result are multiples of 64):
@@ -46,6 +52,7 @@ export function buildProgram() {
     .description('fetch, resize and write <id>.<ext> + <id>.txt for every row of the parquet')
     .argument('<input.parquet>', 'parquet with image URLs and captions')
     .addOption(OPT.out())
+    .addOption(OPT.stateDir())
     .addOption(OPT.urlColumn())
     .addOption(OPT.idColumn())
     .addOption(OPT.captionColumn())
@@ -91,7 +98,7 @@ export function buildProgram() {
       const threads = opts.threads ?? defaultThreads();
       const o: DownloadOptions = {
         input,
-        out: opts.out,
+        ...outputPlace(opts.out, opts.stateDir ?? null),
         urlColumn: opts.urlColumn,
         idColumn: opts.idColumn,
         captionColumn: opts.captionColumn,
@@ -181,11 +188,14 @@ export function buildProgram() {
     .addOption(new Option('--cache-dir-vae <dir>', 'VAE cache folder [<out>/../cache/vae/<id>]'))
     .addOption(new Option('--cache-dir-text <dir>', 'text embeds cache folder, with --full [<out>/../cache/text/<id>]'))
     .addOption(new Option('--full', 'print a whole multidatabackend.json list: the image entry and a default text_embeds entry'))
+    .addOption(OPT.stateDir())
     .action(async (outArg, opts) => {
-      const out = outArg ?? opts.out;
-      if (!out) throw new UsageError('pcb config needs the output folder: pcb config <out>');
+      const given = outArg ?? opts.out;
+      if (!given) throw new UsageError('pcb config needs the output folder: pcb config <out>');
+      const { out, remote } = await openOutput(given, opts.stateDir ?? null, { write: false });
       await runConfig({
         out,
+        remote: remote && { ...remote.target, endpoint: endpointUrl() ?? `https://s3.${regionName()}.amazonaws.com`, region: regionName() },
         id: opts.id ?? null,
         captionStrategy: opts.captionStrategy,
         resolution: opts.resolution ?? null,
@@ -203,10 +213,28 @@ export function buildProgram() {
     .addOption(new Option('--fix', 'mark disagreeing rows so the next pcb download redoes them; move stray images into .pcb/stray/'))
     .addOption(new Option('--deep', 'decode every image fully (default: headers only)'))
     .addOption(OPT.json())
-    .action(async (out, opts) => {
+    .addOption(OPT.stateDir())
+    .action(async (given, opts) => {
       // sharp is loaded only here: the main thread of a download never needs it.
       const { runVerify } = await import('./commands/verify.js');
-      process.exitCode = await runVerify(out, { fix: Boolean(opts.fix), deep: Boolean(opts.deep), json: Boolean(opts.json) });
+      const { out, remote } = await openOutput(given, opts.stateDir ?? null, { write: Boolean(opts.fix) });
+      const o = { fix: Boolean(opts.fix), deep: Boolean(opts.deep), json: Boolean(opts.json) };
+      if (!remote) {
+        process.exitCode = await runVerify(out, o);
+        return;
+      }
+      const { s3Place } = await import('./remote-output.js');
+      const work = mkdtempSync(path.join(os.tmpdir(), 'pcb-verify-'));
+      try {
+        process.exitCode = await runVerify(out, o, s3Place(remote, work));
+        // --fix rewrote the records: the bucket gets them too.
+        if (o.fix)
+          await remote.upload(
+            ['manifest.parquet', 'metadata.parquet'].filter((n) => existsSync(path.join(out, n))).map((name) => ({ name, file: path.join(out, name) })),
+          );
+      } finally {
+        rmSync(work, { recursive: true, force: true });
+      }
     });
 
   program
@@ -215,8 +243,10 @@ export function buildProgram() {
     .argument('<out>', 'the folder pcb download wrote')
     .addOption(OPT.input())
     .addOption(OPT.json())
-    .action(async (out, opts) => {
-      await runStatus(out, { input: opts.input ?? null, json: Boolean(opts.json) });
+    .addOption(OPT.stateDir())
+    .action(async (given, opts) => {
+      const { out, remote } = await openOutput(given, opts.stateDir ?? null, { write: false });
+      await runStatus(out, { input: opts.input ?? null, json: Boolean(opts.json) }, remote);
     });
 
   program
@@ -226,7 +256,13 @@ export function buildProgram() {
     .addOption(OPT.input())
     .addOption(OPT.json())
     .action(async (out, opts) => {
-      await runMerge(out, { input: opts.input ?? null, json: Boolean(opts.json) });
+      const target = parseS3Url(out);
+      if (!target) return runMerge(out, { input: opts.input ?? null, json: Boolean(opts.json) });
+      // In the bucket: each machine's shard records are there, whatever state folder it kept.
+      const { RemoteOutput } = await import('./remote-output.js');
+      const remote = new RemoteOutput(target, 3, os.tmpdir());
+      await remote.check(true);
+      await runMergeRemote(remote, { json: Boolean(opts.json) });
     });
 
   return program;

@@ -57,6 +57,10 @@ export interface Summary {
   /** Connections opened across the pool: well under the requests when keep-alive holds. */
   connections_opened: number;
   interrupted: boolean;
+  /** With an s3:// output: the local folder that holds the run's state (log, lock, records before upload). */
+  state_dir: string | null;
+  /** With an s3:// output: requests the store made pcb retry (throttling, dropped connections). */
+  upload_retries: number | null;
   /** Seconds from start to the first row handed to the pool (planning time, resume included). */
   first_dispatch_s: number | null;
   /** CPU seconds (user + system) of the whole run: every process, main thread, workers, libuv pool. */
@@ -185,6 +189,13 @@ export class Progress {
     this.maybeWarn();
   }
 
+  /** A row counted ok turned out failed after all (its tar was refused by the store). */
+  revise(error: string): void {
+    this.ok--;
+    this.failed++;
+    this.errors[error] = (this.errors[error] ?? 0) + 1;
+  }
+
   /** A warning when more than 20 % of the last 500 rows failed, naming the top error codes. */
   private maybeWarn(): void {
     if (!this.mode.warn || this.recent.length < WINDOW || this.done - this.lastWarnAt < WINDOW) return;
@@ -266,6 +277,7 @@ export function formatSummary(s: Summary): string {
     ...(s.rendition_fallbacks !== null
       ? [`  --cdn-resize: ${s.ok - s.rendition_fallbacks} from renditions · originals used after a rendition fell short: ${s.rendition_fallbacks}`]
       : []),
+    ...(s.upload_retries ? [`  uploads: ${plural(s.upload_retries, 'request')} retried after the store pushed back or dropped the connection`] : []),
     ...s.process_failures.map((f) => pc.red(`  ${f}`)),
     `  images and captions in ${s.out}`,
     `  manifest ${s.manifest}`,

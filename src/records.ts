@@ -9,11 +9,11 @@ import { POLICY_REFUSALS, rerunRetriedSql } from './errors.js';
 import type { PolicyFlags } from './errors.js';
 import { MANIFEST_COLUMNS } from './result.js';
 import { latestSql } from './row-log.js';
-import { eachName, tempName } from './folder.js';
+import { tempName } from './folder.js';
 import { captionTextSql } from './source.js';
 import { ident, literal } from './sql.js';
 
-async function copyAtomic(conn: DuckDBConnection, select: string, dest: string): Promise<void> {
+export async function copyAtomic(conn: DuckDBConnection, select: string, dest: string): Promise<void> {
   const tmp = tempName(dest);
   // Small row groups: the writer holds one per thread in memory, and a metadata row carries a caption.
   await conn.run(`COPY (${select}) TO ${literal(tmp)} (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 16384)`);
@@ -99,7 +99,7 @@ export function permanentFailureSql(p: RetryPolicy): string {
  */
 export async function buildDoneTable(
   conn: DuckDBConnection,
-  out: string,
+  names: (visit: (name: string) => void) => void | Promise<void>,
   logs: string[],
   policy: RetryPolicy,
   currentManifest: string | null = null,
@@ -107,7 +107,7 @@ export async function buildDoneTable(
   await conn.run(`CREATE OR REPLACE TEMP TABLE __files (name VARCHAR)`);
   const appender = await conn.createAppender('__files');
   // Streamed, and captions left out: an array of a flat folder's 1.1 M names held 140 MB.
-  eachName(out, (name) => {
+  await names((name) => {
     if (name.endsWith('.txt')) return;
     appender.appendVarchar(name);
     appender.endRow();

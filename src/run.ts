@@ -9,6 +9,7 @@ import { ensureWritableDir } from './output.js';
 import {
   STATE_DIR,
   allLogPaths,
+  eachName,
   shardLogPaths,
   checkSettings,
   lockPath,
@@ -40,6 +41,7 @@ import { checkId } from './row.js';
 import { failedResult } from './result.js';
 import type { RowResult } from './result.js';
 import { duckMessage } from './sql.js';
+import type { RemoteOutput } from './remote-output.js';
 
 export interface RunHooks {
   /** Called once the pool runs, with a function that stops the run (signals). */
@@ -92,9 +94,10 @@ async function withWhere<T>(where: string | null, step: () => Promise<T>): Promi
 export async function runDownload(o: DownloadOptions, hooks: RunHooks = {}): Promise<Summary> {
   const started = Date.now();
   const source = await openChecked(o);
+  const remote = await openRemote(o);
   const lock = acquireLock(o, fileShard(o), hooks);
   try {
-    return await runLocked(o, source, started, hooks, lock);
+    return await runLocked(o, source, started, hooks, lock, remote);
   } finally {
     lock.release();
   }
@@ -115,20 +118,44 @@ export async function openChecked(o: DownloadOptions): Promise<Source> {
   return source;
 }
 
+/** An S3 output, checked before any download: the bucket exists and the credentials may write there. */
+export async function openRemote(o: DownloadOptions): Promise<RemoteOutput | null> {
+  if (!o.remote) return null;
+  const { RemoteOutput } = await import('./remote-output.js');
+  const remote = new RemoteOutput(o.remote, o.retries, o.out, o.timeoutMs);
+  await remote.check();
+  return remote;
+}
+
+/** The records and run.json, uploaded beside the samples (each object whole); the local copies stay with the state. */
+export async function uploadRecords(o: DownloadOptions, remote: RemoteOutput, dest: { manifest: string; metadata: string }): Promise<void> {
+  const files = [dest.manifest, dest.metadata].filter((f) => existsSync(f) && path.dirname(path.resolve(f)) === path.resolve(o.out));
+  await remote.upload([...files.map((f) => ({ name: path.basename(f), file: f })), { name: `${STATE_DIR}/run.json`, file: runRecordPath(o.out) }]);
+}
+
 export function acquireLock(o: DownloadOptions, shard: Shard | null, hooks: RunHooks): FolderLock {
   return FolderLock.acquire(lockPath(o.out, shard), `${o.out}${shard ? ` (shard ${shardTag(shard)})` : ''}`, hooks.warn ?? (() => undefined));
 }
 
-async function runLocked(o: DownloadOptions, source: Source, started: number, hooks: RunHooks, lock: FolderLock): Promise<Summary> {
+async function runLocked(
+  o: DownloadOptions,
+  source: Source,
+  started: number,
+  hooks: RunHooks,
+  lock: FolderLock,
+  remote: RemoteOutput | null,
+): Promise<Summary> {
   // A process's share: the coordinator made the folder ready and rebuilds the records once every share is done.
   const { settings, tmpDir, layoutBefore } = o.share ? prepareShare(o, source) : prepareFolder(o, source);
-  const planned = await planRows(o, source, settings, layoutBefore);
+  if (remote && !o.share) await remote.prepare(o.shard, o.overwrite && o.outputFormat === 'webdataset');
+  const planned = await planRows(o, source, settings, layoutBefore, remote);
   hooks.onPlanned?.(planned);
-  const run = await dispatchRows(o, source, planned, { started, tmpDir, hooks, lock });
+  const run = await dispatchRows(o, source, planned, { started, tmpDir, hooks, lock, remote });
   source.close();
   const records = o.share ? { dest: recordPaths(o.out, o.shard, o.manifest), recordsS: 0 } : await rebuildRecords(o, settings, run.progress.done);
+  if (remote && !o.share) await uploadRecords(o, remote, records.dest);
   rmSync(tmpDir, { recursive: true, force: true });
-  return summarize(o, planned, run, records);
+  return summarize(o, planned, run, records, remote);
 }
 
 /** A process's share of a run: a fresh temporary folder of its own; the folder's settings were checked by the coordinator. */
@@ -172,7 +199,13 @@ interface Planned {
 }
 
 /** What this run does: the rows selected (where → shard → limit), less those done before. */
-async function planRows(o: DownloadOptions, source: Source, settings: FileSettings, layoutBefore: string | null): Promise<Planned> {
+async function planRows(
+  o: DownloadOptions,
+  source: Source,
+  settings: FileSettings,
+  layoutBefore: string | null,
+  remote: RemoteOutput | null,
+): Promise<Planned> {
   const logs = allLogPaths(o.out);
   // --overwrite into another format or layout: the rows' old images go once their new ones are in place.
   const formatChanged = o.overwrite && layoutBefore !== null && layoutBefore !== `${o.format} ${o.outputFormat}`;
@@ -191,7 +224,8 @@ async function planRows(o: DownloadOptions, source: Source, settings: FileSettin
         ? null
         : await buildDoneTable(
             source.conn,
-            o.out,
+            // One listing of where the samples are: the folder, or the bucket's prefix.
+            (visit) => (remote ? remote.names(fileShard(o), visit) : eachName(o.out, visit)),
             logs,
             { retryFailed: o.retryFailed, allowPrivateNetwork: o.allowPrivateNetwork, ignoreOptOut: o.ignoreOptOut },
             // The last run's manifest, when no log changed since: each row's latest outcome without parsing every log line.
@@ -243,7 +277,15 @@ function workerConfig(o: DownloadOptions, tmpDir: string, limitsBuffer: SharedAr
     },
     cdnResize: o.cdnResize,
     cdnHosts: o.cdnHosts,
-    output: { format: o.outputFormat, samplesPerTar: o.samplesPerTar, tarPrefix: shardTag(fileShard(o)) || 'pcb', run: Date.now().toString(36) },
+    output: {
+      remote: o.remote,
+      uploadAttempts: o.retries + 1,
+      uploadTimeoutMs: o.timeoutMs,
+      format: o.outputFormat,
+      samplesPerTar: o.samplesPerTar,
+      tarPrefix: shardTag(fileShard(o)) || 'pcb',
+      run: Date.now().toString(36),
+    },
     tasksPerWorker: o.concurrency === 'auto' ? autoTasksPerWorker(o.threads) : o.concurrency + 2,
     limits: { buffer: limitsBuffer, maxRps: o.maxRps, maxHostConnections: o.maxHostConnections, memoryBudgetBytes: o.memoryBudgetBytes },
   };
@@ -254,8 +296,10 @@ async function dispatchRows(
   o: DownloadOptions,
   source: Source,
   { plan, todo }: Planned,
-  run: { started: number; tmpDir: string; hooks: RunHooks; lock: FolderLock },
+  run: { started: number; tmpDir: string; hooks: RunHooks; lock: FolderLock; remote: RemoteOutput | null },
 ): Promise<Dispatched> {
+  const uploads =
+    run.remote && o.outputFormat === 'webdataset' ? new (await import('./remote-output.js')).TarUploads(run.remote, run.tmpDir, fileShard(o)) : null;
   const log = new RowLog(logPath(o.out, fileShard(o)));
   const progress = new Progress(todo, { quiet: o.quiet || o.json, warn: !o.quiet, tty: Boolean(process.stderr.isTTY) });
   const limitsBuffer = createSharedBuffer(o.threads);
@@ -265,10 +309,12 @@ async function dispatchRows(
   const settle = (result: RowResult) => {
     const { closedTar, ...r } = result;
     log.append(r);
+    uploads?.track(r);
     // A full tar enters the folder only once every row in it is in the log (the log is written first).
     if (closedTar) {
       log.flush();
-      publishTar(run.tmpDir, o.out, closedTar);
+      if (uploads) uploads.publish(closedTar);
+      else publishTar(run.tmpDir, o.out, closedTar);
     }
     progress.add(r);
     monitor?.settled(r.url);
@@ -342,12 +388,24 @@ async function dispatchRows(
   } finally {
     monitor?.stop();
     progress.stop();
-    log.close();
     if (pool) await pool.destroy().catch(() => undefined);
   }
-  // The workers' open tars close into the folder once every row in them is logged; a run cut off with rows
-  // still in flight leaves them in its temporary folder, and the next run redoes their rows.
-  if (settled && o.outputFormat === 'webdataset') finalizeLeftovers(run.tmpDir, o.out);
+  try {
+    // The workers' open tars close into the folder once every row in them is logged; a run cut off with rows
+    // still in flight leaves them in its temporary folder, and the next run redoes their rows.
+    if (settled && o.outputFormat === 'webdataset') finalizeLeftovers(run.tmpDir, o.out, uploads ? (name) => uploads.publish(name) : undefined);
+    // A tar the bucket refused: its rows are not there, and the records say so.
+    for (const refused of (await uploads?.drain()) ?? []) {
+      for (const row of refused.rows) {
+        log.append(
+          failedResult({ ...row, caption: null, fallback: null, srcWidth: null, srcHeight: null }, new RowError('write_error', refused.message), Date.now()),
+        );
+        progress.revise('write_error');
+      }
+    }
+  } finally {
+    log.close();
+  }
   return { progress, stopping, firstDispatchS, limitsBuffer, monitor };
 }
 
@@ -405,7 +463,13 @@ function hostSummaries(run: Dispatched, o: DownloadOptions): HostSummary[] {
   });
 }
 
-function summarize(o: DownloadOptions, planned: Planned, run: Dispatched, records: { dest: ReturnType<typeof recordPaths>; recordsS: number }): Summary {
+function summarize(
+  o: DownloadOptions,
+  planned: Planned,
+  run: Dispatched,
+  records: { dest: ReturnType<typeof recordPaths>; recordsS: number },
+  remote: RemoteOutput | null,
+): Summary {
   const { progress } = run;
   const { selected, todo, skippedFailed } = planned;
   const wall = progress.elapsedS;
@@ -420,7 +484,8 @@ function summarize(o: DownloadOptions, planned: Planned, run: Dispatched, record
   const allocator = detectAllocator();
   return {
     input: o.input,
-    out: o.out,
+    out: remote ? remote.url : o.out,
+    state_dir: remote ? o.out : null,
     shard: o.shard ? `${o.shard.index}/${o.shard.count}` : null,
     shard_reason: o.shard?.reason ?? null,
     selected,
@@ -456,8 +521,9 @@ function summarize(o: DownloadOptions, planned: Planned, run: Dispatched, record
     requests: progress.requests,
     connections_opened: snap.connections,
     interrupted: run.stopping,
-    manifest: records.dest.manifest,
-    metadata: records.dest.metadata,
+    manifest: remote ? remote.urlOf(path.basename(records.dest.manifest)) : records.dest.manifest,
+    metadata: remote ? remote.urlOf(path.basename(records.dest.metadata)) : records.dest.metadata,
+    upload_retries: remote ? snap.uploadRetries : null,
     first_dispatch_s: run.firstDispatchS,
     cpu_s: cpuS,
     cores_available: cores,

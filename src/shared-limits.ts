@@ -27,7 +27,7 @@ const LEDGER_WIDTH = LEDGER_HEAD + HOST_SLOTS;
 /** Header: next request time (µs, BigInt64) · KiB held · KiB settled · the most KiB ever held · the overdraft ticket. */
 const HEADER_BYTES = 24;
 /** Running totals (BigInt64): µs of successful downloads, their count, connections opened. */
-const COUNTERS = ['fetchUs', 'fetches', 'connections'] as const;
+const COUNTERS = ['fetchUs', 'fetches', 'connections', 'uploadRetries'] as const;
 type Counter = (typeof COUNTERS)[number];
 /**
  * Per host slot, Int32: open requests · limit ×1024 (0: not yet set) · threshold ×1024 · 429s · 503s ·

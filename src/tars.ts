@@ -128,14 +128,14 @@ export function publishTar(tmpDir: string, out: string, name: string): void {
 }
 
 /** Every tar a run left in its temporary folder, closed and moved into `out` (the end of a run that logged every row). */
-export function finalizeLeftovers(tmpDir: string, out: string): string[] {
+export function finalizeLeftovers(tmpDir: string, out: string, publish: (name: string) => void = (name) => publishTar(tmpDir, out, name)): string[] {
   if (!existsSync(tmpDir)) return [];
   const done: string[] = [];
   for (const f of readdirSync(tmpDir)
     .filter((n) => n.endsWith(TAR_EXT))
     .sort()) {
     if (!closeTar(path.join(tmpDir, f))) continue;
-    publishTar(tmpDir, out, f);
+    publish(f);
     done.push(f);
   }
   return done;
@@ -170,6 +170,11 @@ export function tarName(prefix: string, run: string, worker: number, seq: number
 }
 
 const TAR_NAME = /^(shard-\d+-of-\d+|pcb)-[a-z0-9]+-w\d+-\d{5}\.(tar|json)$/;
+/** The shard tag a tar's (or index's) name starts with: `pcb` or `shard-<i>-of-<n>`; '' for another name. */
+export function tarShardTag(n: string): string {
+  return TAR_NAME.exec(n)?.[1] ?? '';
+}
+
 export function isTarIndexName(n: string): boolean {
   return TAR_NAME.test(n) && n.endsWith('.json');
 }

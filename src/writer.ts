@@ -9,6 +9,8 @@ import { writeAtomic } from './output.js';
 import { captionFileName } from './row.js';
 import { TarShardWriter, memberPath, sampleKey } from './tars.js';
 import type { TarShardOptions } from './tars.js';
+import { s3Url } from './s3-url.js';
+import type { S3Target } from './s3-url.js';
 
 export type OutputFormat = 'files' | 'webdataset';
 
@@ -34,6 +36,10 @@ export interface Written {
 export interface SampleWriter {
   /** Writes one sample whole or not at all. */
   write(s: Sample): Promise<Written>;
+  /** Its bytes stay in memory until written (an upload): they count against the memory budget meanwhile. */
+  readonly holdsBytes?: boolean;
+  /** Retries the store asked for (throttling, dropped connections), since the last call. */
+  takeRetries?(): number;
 }
 
 /** `<out>/<id>.<ext>` and `<out>/<id>.txt`, each written atomically; an image whose caption fails goes too. */
@@ -86,8 +92,61 @@ export class TarWriter implements SampleWriter {
   }
 }
 
+/**
+ * `<id>.<ext>` and `<id>.txt` as objects under an S3 prefix: each a PUT, whole or not at all; the caption
+ * only once the image is stored, and an image whose caption fails is deleted. The SDK is loaded on the
+ * first sample, so a local run never loads it.
+ */
+export class S3FilesWriter implements SampleWriter {
+  readonly holdsBytes = true;
+  private store: Promise<{ s3: typeof import('./s3.js'); client: import('@aws-sdk/client-s3').S3Client }> | null = null;
+  private retries = 0;
+
+  constructor(
+    private readonly target: S3Target,
+    private readonly attempts: number,
+    private readonly timeoutMs: number,
+  ) {}
+
+  private open() {
+    this.store ??= import('./s3.js').then((s3) => ({ s3, client: s3.createS3Client(this.attempts - 1, this.timeoutMs) }));
+    return this.store;
+  }
+
+  takeRetries(): number {
+    const n = this.retries;
+    this.retries = 0;
+    return n;
+  }
+
+  async write(s: Sample): Promise<Written> {
+    const { s3, client } = await this.open();
+    const name = `${s.id}.${s.ext}`;
+    let imageStored = false;
+    try {
+      this.retries += await s3.putObject(client, this.target, name, s.image);
+      imageStored = true;
+      this.retries += await s3.putObject(client, this.target, captionFileName(name), s.caption);
+      if (s.previousPath && s.previousPath !== name) {
+        await s3.deleteObject(client, this.target, path.basename(s.previousPath));
+        await s3.deleteObject(client, this.target, captionFileName(path.basename(s.previousPath)));
+      }
+    } catch (err) {
+      if (imageStored) await s3.deleteObject(client, this.target, name).catch(() => undefined);
+      throw new Error(`upload to ${s3Url(this.target)} failed: ${s3.s3ErrorText(err)}`);
+    }
+    return { path: name, closedTar: null };
+  }
+}
+
 /** What a worker needs to know to make its writer (sent once, in WorkerConfig). */
 export interface OutputSettings {
+  /** With an S3 output, where files go (tars are uploaded by the main thread once their rows are logged). */
+  remote: S3Target | null;
+  /** Tries of one upload, the first included. */
+  uploadAttempts: number;
+  /** An upload request with no progress for this long is cut off (then retried). */
+  uploadTimeoutMs: number;
   format: OutputFormat;
   samplesPerTar: number;
   /** Tar names: `pcb` or the shard's tag, then the run's id. */
@@ -96,7 +155,6 @@ export interface OutputSettings {
 }
 
 export function createWriter(out: string, tmpDir: string, o: OutputSettings, worker: number): SampleWriter {
-  return o.format === 'webdataset'
-    ? new TarWriter({ out, tmpDir, prefix: o.tarPrefix, run: o.run, worker, samplesPerTar: o.samplesPerTar })
-    : new FilesWriter(out, tmpDir);
+  if (o.format === 'webdataset') return new TarWriter({ out, tmpDir, prefix: o.tarPrefix, run: o.run, worker, samplesPerTar: o.samplesPerTar });
+  return o.remote ? new S3FilesWriter(o.remote, o.uploadAttempts, o.uploadTimeoutMs) : new FilesWriter(out, tmpDir);
 }

@@ -71,7 +71,7 @@ describe('processRow()', () => {
       limits: limitsFor(),
       cpu: new Semaphore(1),
       resize: { mode: 'shortest-side', resolution: 256, format: 'png', quality: 95, pngCompression: 6, pngFilter: true },
-      output: { format: 'files', samplesPerTar: 1, tarPrefix: 'pcb', run: 'test' },
+      output: { remote: null, uploadAttempts: 1, uploadTimeoutMs: 30000, format: 'files', samplesPerTar: 1, tarPrefix: 'pcb', run: 'test' },
       writer: new FilesWriter(out, tmp),
     };
     const task = (row: number, url: string, caption: string | null): RowTask => ({

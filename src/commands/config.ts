@@ -18,6 +18,8 @@ export interface ConfigOptions {
   cacheDirText: string | null;
   /** A whole multidatabackend.json list (the image entry and a text-embeds entry) instead of one entry. */
   full: boolean;
+  /** An S3 output (`out` is then its local state folder): SimpleTuner's `aws` backend. */
+  remote?: { bucket: string; prefix: string; endpoint: string; region: string } | null;
 }
 
 /** The trainer's size rule for an entry (SimpleTuner `meets_resolution_requirements`). */
@@ -93,10 +95,14 @@ export async function dataloaderConfig(o: ConfigOptions): Promise<ConfigReport> 
   const run: RunRecord | null = readRunRecord(out);
   if (!run) throw new FatalError(`${o.out} has no run record (${STATE_DIR}/run.json); rerun pcb download --out ${o.out} to write it`);
   const tars = run.outputFormat === 'webdataset';
+  if (tars && o.remote)
+    throw new FatalError(
+      `SimpleTuner's webshart backend reads tar shards from a folder or the Hugging Face Hub, not from a bucket: copy the prefix to a folder (aws s3 sync) and run pcb config on that`,
+    );
   if (!tars && o.captionStrategy === 'parquet' && !existsSync(path.join(out, 'metadata.parquet'))) {
     throw new FatalError(`${o.out} has no metadata.parquet (a sharded run: pcb merge ${o.out} first; or --caption-strategy textfile)`);
   }
-  const id = o.id ?? path.basename(out);
+  const id = o.id ?? (o.remote ? path.basename(o.remote.prefix || o.remote.bucket) : path.basename(out));
   const mode = run.resize as ResizeMode;
   const type = o.resolutionType ?? (mode === 'shortest-side' ? 'pixel' : 'area');
   const resolution = o.resolution ?? (type === 'pixel' ? (mode === 'shortest-side' ? run.resolution : 1024) : mode === 'area' ? run.resolution : 1.0);
@@ -119,9 +125,18 @@ export async function dataloaderConfig(o: ConfigOptions): Promise<ConfigReport> 
 
   const cacheRoot = path.join(path.dirname(out), 'cache');
   // Tars: SimpleTuner's webshart backend reads each tar through the index beside it (sizes and captions included).
-  const where: Record<string, unknown> = tars
-    ? { type: 'webshart', dataset_type: 'image', source: out, metadata: out }
-    : { type: 'local', instance_data_dir: out };
+  // An S3 output: SimpleTuner's aws backend, no secret written (see runConfig's note on credentials).
+  const where: Record<string, unknown> = o.remote
+    ? {
+        type: 'aws',
+        aws_bucket_name: o.remote.bucket,
+        aws_data_prefix: o.remote.prefix,
+        aws_endpoint_url: o.remote.endpoint,
+        aws_region_name: o.remote.region,
+      }
+    : tars
+      ? { type: 'webshart', dataset_type: 'image', source: out, metadata: out }
+      : { type: 'local', instance_data_dir: out };
   const entry: Record<string, unknown> = {
     id,
     ...where,
@@ -141,7 +156,8 @@ export async function dataloaderConfig(o: ConfigOptions): Promise<ConfigReport> 
     entry.webshart = { cache_dir: path.resolve(path.join(cacheRoot, 'webshart', id)) };
   } else if (o.captionStrategy === 'parquet') {
     entry.parquet = {
-      path: path.join(out, 'metadata.parquet'),
+      // The aws backend reads it through the bucket: its key there.
+      path: o.remote ? [o.remote.prefix, 'metadata.parquet'].filter(Boolean).join('/') : path.join(out, 'metadata.parquet'),
       filename_column: 'file_name',
       identifier_includes_extension: true,
       caption_column: 'caption',
@@ -181,4 +197,10 @@ export async function runConfig(o: ConfigOptions): Promise<void> {
   process.stderr.write(
     `pcb config: the trainer keeps ${kept} of the ${r.written} written images${why.length ? `; it would exclude ${why.join(' and ')}` : ''}\n`,
   );
+  if (o.remote) {
+    // Checked in SimpleTuner's builders/aws.py: its _validate_aws_config refuses an entry without both keys.
+    process.stderr.write(
+      `pcb config: pcb writes no secret, but SimpleTuner's aws backend refuses an entry without aws_access_key_id and aws_secret_access_key; add them where the trainer runs, e.g. pcb config … | jq --arg k "$AWS_ACCESS_KEY_ID" --arg s "$AWS_SECRET_ACCESS_KEY" '.aws_access_key_id = $k | .aws_secret_access_key = $s'\n`,
+    );
+  }
 }

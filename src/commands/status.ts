@@ -1,9 +1,10 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { FatalError } from '../errors.js';
-import { STATE_DIR, allLogPaths, readRunRecord } from '../folder.js';
+import { STATE_DIR, allLogPaths, eachName, readRunRecord } from '../folder.js';
 import { latestSql } from '../row-log.js';
 import { buildDoneTable } from '../records.js';
+import type { RemoteOutput } from '../remote-output.js';
 import { rerunRetriedSql } from '../errors.js';
 import { Source, countPlan, openDuckDB } from '../source.js';
 
@@ -21,7 +22,13 @@ export interface StatusReport {
 }
 
 /** Counts from the folder's logs; with the input, also how many rows a rerun would still process. */
-export async function statusReport(out: string, inputOverride: string | null): Promise<StatusReport> {
+export async function statusReport(
+  out: string,
+  inputOverride: string | null,
+  /** Where the samples are listed: the folder, or an S3 output's prefix (then `out` is its state folder). */
+  names: (visit: (name: string) => void) => void | Promise<void> = (visit) => eachName(out, visit),
+  label = out,
+): Promise<StatusReport> {
   if (!existsSync(path.join(out, STATE_DIR))) throw new FatalError(`${out} has no pcb records (${STATE_DIR}/ is missing); run pcb download --out ${out} first`);
   const logs = allLogPaths(out);
   const run = readRunRecord(out);
@@ -31,7 +38,7 @@ export async function statusReport(out: string, inputOverride: string | null): P
   const source = input ? await Source.open(input) : null;
   const conn = source?.conn ?? (await openDuckDB());
   const report: StatusReport = {
-    out,
+    out: label,
     input: input ?? run?.input ?? null,
     input_found: input !== null,
     ok: 0,
@@ -66,7 +73,7 @@ export async function statusReport(out: string, inputOverride: string | null): P
       where: run.where,
       shard: null,
       limit: run.limit,
-      doneTable: logs.length ? await buildDoneTable(conn, out, logs, { retryFailed: false, allowPrivateNetwork: false, ignoreOptOut: false }) : null,
+      doneTable: logs.length ? await buildDoneTable(conn, names, logs, { retryFailed: false, allowPrivateNetwork: false, ignoreOptOut: false }) : null,
     };
     const counts = await countPlan(source, plan);
     report.selected = counts.selected;
@@ -75,8 +82,8 @@ export async function statusReport(out: string, inputOverride: string | null): P
   return report;
 }
 
-export async function runStatus(out: string, opts: { input: string | null; json: boolean }): Promise<void> {
-  const r = await statusReport(out, opts.input);
+export async function runStatus(out: string, opts: { input: string | null; json: boolean }, remote: RemoteOutput | null = null): Promise<void> {
+  const r = await statusReport(out, opts.input, remote ? (visit) => remote.names(null, visit) : undefined, remote?.url ?? out);
   if (opts.json) {
     process.stdout.write(JSON.stringify(r) + '\n');
     return;
@@ -86,7 +93,7 @@ export async function runStatus(out: string, opts: { input: string | null; json:
       .sort((a, b) => b[1] - a[1])
       .map(([e, n]) => `    ${e.padEnd(20)} ${n}`);
   const lines = [
-    `${out}: ${r.ok} ok, ${r.failed} failed`,
+    `${r.out}: ${r.ok} ok, ${r.failed} failed`,
     `  failed for good (skipped by a rerun; --retry-failed retries them): ${Object.values(r.failed_permanent).reduce((a, b) => a + b, 0)}`,
     ...list(r.failed_permanent),
     `  failed transiently (a rerun retries them): ${Object.values(r.failed_transient).reduce((a, b) => a + b, 0)}`,

@@ -18,6 +18,40 @@ import { captionFileName } from '../row.js';
 import { isTarName, memberPath, splitMemberPath, tarIndexPath } from '../tars.js';
 import { scanTar } from '../tar.js';
 
+/**
+ * Where the samples are: the folder itself, or an S3 prefix (whose records and log are in the local state
+ * folder). verify reads and repairs through this, so that both ways are checked the same way.
+ */
+export interface SamplePlace {
+  /** What the place is called in messages: the folder, or s3://bucket/prefix. */
+  label: string;
+  names(): Promise<Set<string>>;
+  /** An image's bytes: a whole file or object, or a member's slice of a tar. */
+  bytes(name: string, at?: number, length?: number | null): Promise<Buffer>;
+  /** A local path to read a tar from (an object is fetched once into a temporary file), or null when it is not there. */
+  tarFile(name: string): Promise<string | null>;
+  text(name: string): Promise<string | null>;
+  remove(name: string): Promise<void>;
+  /** Moves a file aside under the state's `.pcb/<dir>/` (stray images, damaged tars), named so no trainer takes it for an image. */
+  moveAside(name: string, dir: string, as: string): Promise<void>;
+}
+
+/** The output folder itself. */
+export function folderPlace(out: string): SamplePlace {
+  return {
+    label: out,
+    names: async () => new Set(readdirSync(out)),
+    bytes: async (name, at = 0, length = null) => readBytes(path.join(out, name), at, length),
+    tarFile: async (name) => (existsSync(path.join(out, name)) ? path.join(out, name) : null),
+    text: async (name) => (existsSync(path.join(out, name)) ? readFileSync(path.join(out, name), 'utf8') : null),
+    remove: async (name) => rmSync(path.join(out, name), { force: true }),
+    moveAside: async (name, dir, as) => {
+      mkdirSync(path.join(out, STATE_DIR, dir), { recursive: true });
+      if (existsSync(path.join(out, name))) renameSync(path.join(out, name), path.join(out, STATE_DIR, dir, as));
+    },
+  };
+}
+
 interface TarView {
   complete: boolean;
   members: Map<string, { offset: number; length: number }>;
@@ -27,20 +61,28 @@ interface TarView {
 
 /** Each tar of the folder read once: its members from its own headers, and its index checked against them. */
 class TarViews {
-  private readonly views = new Map<string, TarView | null>();
-  constructor(private readonly out: string) {}
+  private readonly views = new Map<string, Promise<TarView | null>>();
+  constructor(private readonly place: SamplePlace) {}
 
-  view(tar: string): TarView | null {
-    if (this.views.has(tar)) return this.views.get(tar)!;
-    const file = path.join(this.out, tar);
+  view(tar: string): Promise<TarView | null> {
+    if (!this.views.has(tar)) this.views.set(tar, this.read(tar));
+    return this.views.get(tar)!;
+  }
+
+  /** The local file the tar was read from (fetched once for an object). */
+  readonly files = new Map<string, string>();
+
+  private async read(tar: string): Promise<TarView | null> {
+    const file = await this.place.tarFile(tar);
     let v: TarView | null = null;
-    if (existsSync(file)) {
+    if (file) {
+      this.files.set(tar, file);
       const scan = scanTar(file);
       const members = new Map(scan.members.map((m) => [m.name, { offset: m.offset, length: m.length }]));
       let index: TarView['index'] = null;
       const indexFindings: TarView['indexFindings'] = [];
       try {
-        const parsed = JSON.parse(readFileSync(path.join(this.out, tarIndexPath(tar)), 'utf8')) as {
+        const parsed = JSON.parse((await this.place.text(tarIndexPath(tar))) ?? '') as {
           files: Record<string, { offset: number; length: number }>;
         };
         index = new Map(Object.entries(parsed.files));
@@ -57,18 +99,17 @@ class TarViews {
       }
       v = { complete: scan.complete, members, index, indexFindings };
     }
-    this.views.set(tar, v);
     return v;
   }
 
   /** A recorded sample in its tar: where its image is, or what is wrong. */
-  check(
+  async check(
     tar: string,
     member: string,
-  ): { problem: Problem; detail: string; offset: number; length: number } | { problem: null; detail: ''; offset: number; length: number } {
+  ): Promise<{ problem: Problem; detail: string; offset: number; length: number } | { problem: null; detail: ''; offset: number; length: number }> {
     const none = { offset: 0, length: 0 };
-    const v = this.view(tar);
-    if (!v) return { problem: 'missing_image', detail: `${tar} is not on disk`, ...none };
+    const v = await this.view(tar);
+    if (!v) return { problem: 'missing_image', detail: `${tar} is not there`, ...none };
     const m = v.members.get(member);
     if (!v.complete) return { problem: 'damaged_tar', detail: `${tar} is truncated or torn${m ? '' : ' before this sample'}`, ...none };
     if (!m) return { problem: 'missing_image', detail: `no ${member} in ${tar}`, ...none };
@@ -136,7 +177,7 @@ async function checkImage(bytes: Buffer, width: number, height: number, deep: bo
   return null;
 }
 
-export async function verifyFolder(out: string, o: { fix: boolean; deep: boolean }): Promise<VerifyReport> {
+export async function verifyFolder(out: string, o: { fix: boolean; deep: boolean }, place: SamplePlace = folderPlace(out)): Promise<VerifyReport> {
   const started = Date.now();
   if (!existsSync(path.join(out, STATE_DIR))) throw new FatalError(`${out} has no pcb records (${STATE_DIR}/ is missing); run pcb download --out ${out} first`);
   const logs = allLogPaths(out);
@@ -144,7 +185,7 @@ export async function verifyFolder(out: string, o: { fix: boolean; deep: boolean
   const rows = logs.length
     ? (await conn.runAndReadAll(`SELECT row, id, url, path, width, height FROM (${latestSql(logs)}) WHERE status = 'ok' ORDER BY row`)).getRowObjectsJS()
     : [];
-  const names = new Set(readdirSync(out));
+  const names = await place.names();
   const recorded = new Set<string>();
   const findings: Finding[] = [];
   const bad = new Map<number, { id: string | null; url: string | null; path: string; problem: Problem; detail: string }>();
@@ -152,7 +193,7 @@ export async function verifyFolder(out: string, o: { fix: boolean; deep: boolean
     findings.push({ row, path: file, problem, detail });
     if (row !== null && r) bad.set(row, { id: r.id === null ? null : String(r.id), url: r.url === null ? null : String(r.url), path: file, problem, detail });
   };
-  const tars = new TarViews(out);
+  const tars = new TarViews(place);
   for (let i = 0; i < rows.length; i += CHECK_CONCURRENCY) {
     await Promise.all(
       rows.slice(i, i + CHECK_CONCURRENCY).map(async (r) => {
@@ -161,16 +202,16 @@ export async function verifyFolder(out: string, o: { fix: boolean; deep: boolean
         recorded.add(file);
         const inTar = splitMemberPath(file);
         if (inTar) {
-          const found = tars.check(inTar.tar, inTar.member);
+          const found = await tars.check(inTar.tar, inTar.member);
           if (found.problem) return note(row, file, found.problem, found.detail, r);
-          const p = await checkImage(readBytes(path.join(out, inTar.tar), found.offset, found.length), Number(r.width), Number(r.height), o.deep);
+          const p = await checkImage(readBytes(tars.files.get(inTar.tar)!, found.offset, found.length), Number(r.width), Number(r.height), o.deep);
           if (p) note(row, file, p.problem, p.detail, r);
           return;
         }
-        if (!names.has(file)) return note(row, file, 'missing_image', 'the image is not on disk', r);
+        if (!names.has(file)) return note(row, file, 'missing_image', 'the image is not there', r);
         const caption = captionFileName(file);
-        if (!names.has(caption)) return note(row, file, 'missing_caption', `${caption} is not on disk`, r);
-        const p = await checkImage(readBytes(path.join(out, file)), Number(r.width), Number(r.height), o.deep);
+        if (!names.has(caption)) return note(row, file, 'missing_caption', `${caption} is not there`, r);
+        const p = await checkImage(await place.bytes(file), Number(r.width), Number(r.height), o.deep);
         if (p) note(row, file, p.problem, p.detail, r);
       }),
     );
@@ -180,7 +221,7 @@ export async function verifyFolder(out: string, o: { fix: boolean; deep: boolean
   // Tars, the other way: every index entry points at its member, every image in a tar belongs to an ok row.
   let samplesInTars = 0;
   for (const t of [...names].filter(isTarName)) {
-    const v = tars.view(t);
+    const v = await tars.view(t);
     if (!v) continue;
     for (const f of v.indexFindings) note(null, memberPath(t, f.member), 'bad_index', f.detail);
     for (const m of v.members.keys()) {
@@ -210,16 +251,12 @@ export async function verifyFolder(out: string, o: { fix: boolean; deep: boolean
             detail: `${t} moved aside`,
           });
       }
-      const damagedDir = path.join(out, STATE_DIR, 'damaged');
-      for (const t of damaged) {
-        mkdirSync(damagedDir, { recursive: true });
-        for (const f of [t, tarIndexPath(t)]) if (existsSync(path.join(out, f))) renameSync(path.join(out, f), path.join(damagedDir, f));
-      }
+      for (const t of damaged) for (const f of [t, tarIndexPath(t)]) await place.moveAside(f, 'damaged', f);
       for (const [row, b] of bad) {
         // The next download redoes the row: its files go (a tar's sample went with its tar), and its latest outcome is a write failure (retried by a rerun).
         if (!splitMemberPath(b.path)) {
-          rmSync(path.join(out, b.path), { force: true });
-          rmSync(path.join(out, captionFileName(b.path)), { force: true });
+          await place.remove(b.path);
+          await place.remove(captionFileName(b.path));
         }
         log.append(
           failedResult(
@@ -230,12 +267,8 @@ export async function verifyFolder(out: string, o: { fix: boolean; deep: boolean
         );
       }
       log.close();
-      const strayDir = path.join(out, STATE_DIR, 'stray');
-      for (const f of findings.filter((x) => x.problem === 'stray' && !splitMemberPath(x.path))) {
-        mkdirSync(strayDir, { recursive: true });
-        // Renamed so that a trainer walking the folder never takes it for an image.
-        renameSync(path.join(out, f.path), path.join(strayDir, `${f.path}.stray`));
-      }
+      // Renamed so that a trainer walking the folder never takes it for an image.
+      for (const f of findings.filter((x) => x.problem === 'stray' && !splitMemberPath(x.path))) await place.moveAside(f.path, 'stray', `${f.path}.stray`);
       const run = readRunRecord(out);
       const dest = recordPaths(out, null, null);
       if (existsSync(dest.manifest)) {
@@ -257,7 +290,7 @@ export async function verifyFolder(out: string, o: { fix: boolean; deep: boolean
   }
   conn.closeSync();
   return {
-    out,
+    out: place.label,
     ok_rows: rows.length,
     images_on_disk: images.length + samplesInTars,
     problems,
@@ -267,8 +300,8 @@ export async function verifyFolder(out: string, o: { fix: boolean; deep: boolean
   };
 }
 
-export async function runVerify(out: string, o: { fix: boolean; deep: boolean; json: boolean }): Promise<number> {
-  const r = await verifyFolder(out, o);
+export async function runVerify(out: string, o: { fix: boolean; deep: boolean; json: boolean }, place: SamplePlace = folderPlace(out)): Promise<number> {
+  const r = await verifyFolder(out, o, place);
   const disagree = r.findings.length > 0;
   if (o.json) {
     process.stdout.write(JSON.stringify({ ...r, findings: r.findings.slice(0, 1000) }) + '\n');
@@ -279,7 +312,7 @@ export async function runVerify(out: string, o: { fix: boolean; deep: boolean; j
       .join(', ');
     process.stdout.write(
       [
-        `${out}: ${r.ok_rows} ok rows, ${r.images_on_disk} images on disk, checked in ${r.seconds.toFixed(1)} s${o.deep ? ' (full decode)' : ' (headers)'}`,
+        `${r.out}: ${r.ok_rows} ok rows, ${r.images_on_disk} images found, checked in ${r.seconds.toFixed(1)} s${o.deep ? ' (full decode)' : ' (headers)'}`,
         disagree ? `  disagreements: ${counts}` : '  records and disk agree',
         ...r.findings.slice(0, 20).map((f) => `    ${f.problem.padEnd(16)} ${f.row === null ? '' : `row ${f.row} `}${f.path}: ${f.detail}`),
         ...(r.findings.length > 20 ? [`    … ${r.findings.length - 20} more (--json lists them)`] : []),

@@ -9,7 +9,7 @@ export function bareWorkerConfig(threads: number, concurrency: number, maxHostCo
     cdnResize: 'none',
     cdnHosts: [],
     tasksPerWorker: concurrency + 2,
-    output: { format: 'files', samplesPerTar: 1, tarPrefix: 'pcb', run: 'bare' },
+    output: { remote: null, uploadAttempts: 1, uploadTimeoutMs: 30000, format: 'files', samplesPerTar: 1, tarPrefix: 'pcb', run: 'bare' },
     resize: { mode: 'shortest-side', resolution: 1024, format: 'png', quality: 95, pngCompression: 6, pngFilter: true },
     policy: { timeoutMs: 1000, maxBytes: 1, retries: 0, backoffMs: 0, userAgent: 'x', allowPrivateNetwork: false, ignoreOptOut: false },
     limits: { buffer: createSharedBuffer(threads), maxRps: null, maxHostConnections, memoryBudgetBytes: 2 ** 30 },

@@ -1,0 +1,220 @@
+/**
+ * The main thread's side of an S3 output: the check before any download, the one listing a resume reads,
+ * closed tars uploaded once their rows are logged (and their rows marked failed if the store refuses
+ * them), multipart uploads a killed run left open aborted, and the records uploaded at the end. Workers
+ * upload flat files themselves (writer.ts).
+ */
+import { mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import type { S3Client } from '@aws-sdk/client-s3';
+import {
+  abortOpenUploads,
+  abortUpload,
+  checkBucket,
+  checkWritable,
+  createS3Client,
+  deleteObject,
+  getObject,
+  listObjects,
+  moveObject,
+  s3ErrorText,
+  uploadFile,
+} from './s3.js';
+import type { SamplePlace } from './commands/verify.js';
+import type { UploadJournal } from './s3.js';
+import { s3Url } from './s3-url.js';
+import type { S3Target } from './s3-url.js';
+import { STATE_DIR, readJson, shardTag, tagInShard, writeJsonAtomic } from './folder.js';
+import type { Shard } from './options.js';
+import { TAR_EXT, isTarIndexName, tarShardTag } from './tars.js';
+import type { RowResult } from './result.js';
+
+/**
+ * The multipart uploads this process has open, in the state folder (`.pcb/uploads.<shard>.json`): some
+ * S3-compatible stores cannot list them, so a killed run's are found here and aborted by the next.
+ */
+class FileJournal implements UploadJournal {
+  private readonly open: Record<string, string>;
+
+  constructor(private readonly file: string) {
+    this.open = readJson<Record<string, string>>(file) ?? {};
+  }
+
+  opened(key: string, uploadId: string): void {
+    mkdirSync(path.dirname(this.file), { recursive: true });
+    this.open[uploadId] = key;
+    writeJsonAtomic(this.file, this.open);
+  }
+
+  closed(uploadId: string): void {
+    delete this.open[uploadId];
+    writeJsonAtomic(this.file, this.open);
+  }
+
+  entries(): [string, string][] {
+    return Object.entries(this.open);
+  }
+}
+
+export class RemoteOutput {
+  readonly client: S3Client;
+
+  constructor(
+    readonly target: S3Target,
+    retries: number,
+    /** The local state folder (the output's stand-in: `.pcb/` lives there). */
+    private readonly stateOut: string,
+    timeoutMs = 30_000,
+  ) {
+    this.client = createS3Client(retries, timeoutMs);
+  }
+
+  private journalFor(shard: Shard | null): FileJournal {
+    return new FileJournal(path.join(this.stateOut, STATE_DIR, `uploads${shard ? `.${shardTag(shard)}` : ''}.json`));
+  }
+
+  get url(): string {
+    return s3Url(this.target);
+  }
+
+  urlOf(name: string): string {
+    return `${this.url}/${name}`;
+  }
+
+  check(write = true): Promise<void> {
+    return write ? checkWritable(this.client, this.target) : checkBucket(this.client, this.target);
+  }
+
+  /**
+   * The prefix's names, listed once, for the done set; meanwhile the indexes of this shard whose tar is
+   * missing (a kill between the two uploads) are found, and deleted after the listing.
+   */
+  async names(shard: Shard | null, visit: (name: string) => void): Promise<void> {
+    const tars = new Set<string>();
+    const indexes: string[] = [];
+    await listObjects(this.client, this.target, (name) => {
+      visit(name);
+      if (name.endsWith(TAR_EXT)) tars.add(name);
+      else if (isTarIndexName(name) && tagInShard(tarShardTag(name), shard)) indexes.push(name);
+    });
+    for (const index of indexes) if (!tars.has(index.slice(0, -'.json'.length) + TAR_EXT)) await deleteObject(this.client, this.target, index);
+  }
+
+  /** Before a run: the multipart uploads this shard's killed runs left open, aborted; with --overwrite, its tars deleted. */
+  async prepare(shard: Shard | null, removeTars: boolean): Promise<void> {
+    const mine = (name: string) => name.endsWith(TAR_EXT) && tagInShard(tarShardTag(name), shard);
+    // This machine's journals of the shard (its processes' included), then the store's own list where it has one.
+    for (const f of readdirSync(path.join(this.stateOut, STATE_DIR))) {
+      const m = /^uploads(?:\.(.+))?\.json$/.exec(f);
+      if (!m || !tagInShard(m[1] ?? '', shard)) continue;
+      const journal = new FileJournal(path.join(this.stateOut, STATE_DIR, f));
+      for (const [uploadId, key] of journal.entries()) await abortUpload(this.client, this.target.bucket, key, uploadId, journal);
+    }
+    await abortOpenUploads(this.client, this.target, mine);
+    if (!removeTars) return;
+    const doomed: string[] = [];
+    await listObjects(this.client, this.target, (name) => {
+      if ((mine(name) || (isTarIndexName(name) && tagInShard(tarShardTag(name), shard))) && !name.includes('/')) doomed.push(name);
+    });
+    for (const name of doomed) await deleteObject(this.client, this.target, name);
+  }
+
+  /** Local files as objects (tars, the records, run.json): each whole or not at all. */
+  async upload(files: { name: string; file: string }[], shard: Shard | null = null): Promise<void> {
+    const journal = this.journalFor(shard);
+    for (const f of files) await uploadFile(this.client, this.target, f.name, f.file, journal);
+  }
+}
+
+/** An S3 output as verify reads and repairs it: one listing, objects fetched as needed, tars into a temporary folder. */
+export function s3Place(remote: RemoteOutput, tmpDir: string): SamplePlace {
+  const { client, target } = remote;
+  const fetchTo = async (name: string): Promise<string | null> => {
+    const data = await getObject(client, target, name);
+    if (!data) return null;
+    mkdirSync(tmpDir, { recursive: true });
+    const file = path.join(tmpDir, name.replace(/\//g, '_'));
+    writeFileSync(file, data);
+    return file;
+  };
+  return {
+    label: remote.url,
+    names: async () => {
+      const names = new Set<string>();
+      await listObjects(client, target, (n) => names.add(n));
+      return names;
+    },
+    bytes: async (name, at = 0, length = null) => {
+      const data = (await getObject(client, target, name)) ?? Buffer.alloc(0);
+      return length === null ? data.subarray(at) : data.subarray(at, at + length);
+    },
+    tarFile: fetchTo,
+    text: async (name) => (await getObject(client, target, name))?.toString('utf8') ?? null,
+    remove: (name) => deleteObject(client, target, name),
+    moveAside: async (name, dir, as) => {
+      if ((await getObject(client, target, name)) === null) return;
+      await moveObject(client, target, name, `${STATE_DIR}/${dir}/${as}`);
+    },
+  };
+}
+
+/**
+ * Closed tars leave the temporary folder for the bucket one at a time, index first, as their rows are
+ * logged. A tar the store refuses (after the SDK's retries) has its rows logged again as `write_error`,
+ * so that the records say what the bucket holds and the next run redoes them.
+ */
+export class TarUploads {
+  private chain: Promise<void> = Promise.resolve();
+  private readonly rows = new Map<string, Pick<RowResult, 'row' | 'id' | 'url'>[]>();
+  private readonly failed: { rows: Pick<RowResult, 'row' | 'id' | 'url'>[]; message: string }[] = [];
+  uploaded = 0;
+
+  constructor(
+    private readonly remote: RemoteOutput,
+    private readonly tmpDir: string,
+    /** The shard whose files this process writes: names its journal of open uploads. */
+    private readonly shard: Shard | null,
+  ) {}
+
+  /** An ok row's sample is in a tar still open or uploading. */
+  track(r: RowResult): void {
+    if (r.status !== 'ok' || !r.path) return;
+    const tar = r.path.slice(0, r.path.indexOf('/'));
+    let list = this.rows.get(tar);
+    if (!list) this.rows.set(tar, (list = []));
+    list.push({ row: r.row, id: r.id, url: r.url });
+  }
+
+  publish(name: string): void {
+    const index = name.slice(0, -TAR_EXT.length) + '.json';
+    // Out of the temporary folder at once: the end of the run closes what is left there, and must not see it.
+    const dir = path.join(this.tmpDir, 'uploading');
+    mkdirSync(dir, { recursive: true });
+    for (const f of [index, name]) renameSync(path.join(this.tmpDir, f), path.join(dir, f));
+    this.chain = this.chain.then(async () => {
+      try {
+        await this.remote.upload(
+          [
+            { name: index, file: path.join(dir, index) },
+            { name, file: path.join(dir, name) },
+          ],
+          this.shard,
+        );
+        this.uploaded++;
+      } catch (err) {
+        this.failed.push({ rows: this.rows.get(name) ?? [], message: `tar ${name} could not be uploaded to ${this.remote.url}: ${s3ErrorText(err)}` });
+        await deleteObject(this.remote.client, this.remote.target, index).catch(() => undefined);
+      } finally {
+        this.rows.delete(name);
+        rmSync(path.join(dir, index), { force: true });
+        rmSync(path.join(dir, name), { force: true });
+      }
+    });
+  }
+
+  /** Waits for every upload; the rows of the tars the store refused, to log again as failed. */
+  async drain(): Promise<{ rows: Pick<RowResult, 'row' | 'id' | 'url'>[]; message: string }[]> {
+    await this.chain;
+    return this.failed.splice(0);
+  }
+}

@@ -1,0 +1,317 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { DeleteObjectCommand, GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import sharp from 'sharp';
+import { readParquet, runPcb, tmpDir, until, useKit } from './helpers.js';
+import { datasetRow, writeParquet } from '../src/kit/dataset.js';
+import { photoSet } from '../src/kit/photos.js';
+import { KitS3Server } from '../src/kit/s3-server.js';
+import { scanTar } from '../src/tar.js';
+
+// The test's own SDK client, like pcb, has no word to say about Node 20's end of support.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
+
+const kit = useKit(8, [320, 240]);
+let s3: KitS3Server;
+/** Photos whose noise makes PNGs of ~6 MB: four of them fill a tar past what a single PUT takes (8 MB). */
+const big: string[] = [];
+beforeAll(async () => {
+  s3 = await new KitS3Server(['train']).start();
+  for (const [i, p] of (await photoSet(3, [1600, 1200], 90)).entries()) {
+    kit.server.put(`big-${i}.jpg`, p.data);
+    big.push(`/img/big-${i}.jpg`);
+  }
+});
+afterAll(async () => {
+  await s3?.stop();
+});
+
+const common = ['--allow-private-network', '--resolution', '128', '--quiet', '--json'];
+
+function client(): S3Client {
+  return new S3Client({
+    region: 'us-east-1',
+    endpoint: s3.env.AWS_ENDPOINT_URL,
+    forcePathStyle: true,
+    credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
+  });
+}
+
+/** Every object under a prefix, by name relative to it, with its size. */
+async function objects(prefix: string): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  let token: string | undefined;
+  do {
+    const page = await client().send(new ListObjectsV2Command({ Bucket: 'train', Prefix: `${prefix}/`, ContinuationToken: token }));
+    for (const o of page.Contents ?? []) out.set(o.Key!.slice(prefix.length + 1), o.Size ?? 0);
+    token = page.IsTruncated ? page.NextContinuationToken : undefined;
+  } while (token);
+  return out;
+}
+
+async function getObject(key: string): Promise<Buffer> {
+  const r = await client().send(new GetObjectCommand({ Bucket: 'train', Key: key }));
+  return Buffer.from(await r.Body!.transformToByteArray());
+}
+
+async function input(dir: string, n: number, tag: string, route = (i: number) => `/img/${kit.photos[i % kit.photos.length].name}`): Promise<string> {
+  const file = path.join(dir, 'in.parquet');
+  await writeParquet(
+    file,
+    Array.from({ length: n }, (_, i) => datasetRow(i, kit.server.url(`${route(i)}?t=${tag}&r=${i}`), 320, 240)),
+  );
+  return file;
+}
+
+/** pcb against the kit's S3 server, its state in the test's own folder. */
+function pcbS3(args: string[], dir: string, env: NodeJS.ProcessEnv = {}) {
+  return runPcb(args, { env: { ...s3.env, XDG_CACHE_HOME: path.join(dir, 'cache'), ...env } });
+}
+
+const range = (n: number) => Array.from({ length: n }, (_, i) => i);
+const fetched = (tag: string) => kit.server.requests.filter((q) => q.path.includes(`t=${tag}&`)).length;
+
+describe('--out s3://bucket/prefix', () => {
+  it('files: every ok row is an image and a caption object, the records are uploaded, and a rerun lists the prefix once', async () => {
+    const dir = tmpDir();
+    const tag = `s3f${Date.now()}`;
+    const file = path.join(dir, 'in.parquet');
+    const rows = Array.from({ length: 12 }, (_, i) => datasetRow(i, kit.server.url(`/img/${kit.photos[i % 8].name}?t=${tag}&r=${i}`), 320, 240));
+    rows.push(datasetRow(12, kit.server.url(`/status/404?t=${tag}&r=12`), 320, 240));
+    await writeParquet(file, rows);
+    const r = await pcbS3(['download', file, '--out', 's3://train/files', '--threads', '2', '--processes', '2', ...common], dir);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const s = JSON.parse(r.stdout);
+    expect(s).toMatchObject({ out: 's3://train/files', ok: 12, failed: 1, manifest: 's3://train/files/manifest.parquet' });
+    const names = await objects('files');
+    for (const row of rows.slice(0, 12)) {
+      expect(names.get(`${row.id}.png`)).toBeGreaterThan(0);
+      expect(names.has(`${row.id}.txt`)).toBe(true);
+    }
+    expect(names.has(`${rows[12].id}.png`)).toBe(false);
+    expect(names.has(`${rows[12].id}.txt`)).toBe(false);
+    expect(names.has('manifest.parquet') && names.has('metadata.parquet') && names.has('.pcb/run.json')).toBe(true);
+    // The uploaded records are the run's: one row per input row.
+    writeFileSync(path.join(dir, 'manifest.parquet'), await getObject('files/manifest.parquet'));
+    expect((await readParquet(path.join(dir, 'manifest.parquet'))).map((m) => m.row)).toEqual(range(13));
+    const png = await sharp(await getObject(`files/${rows[0].id}.png`)).metadata();
+    expect([png.format, png.height]).toEqual(['png', 128]);
+    expect((await getObject(`files/${rows[0].id}.txt`)).toString()).toBe(String(rows[0].cogvlm_caption));
+
+    // Resume: no image fetched again, no HEAD per row, one listing of the prefix.
+    const before = s3.requests.length;
+    const again = JSON.parse((await pcbS3(['download', file, '--out', 's3://train/files', '--threads', '2', ...common], dir)).stdout);
+    expect(again).toMatchObject({ processed: 0, skipped: 13 });
+    const during = s3.requests.slice(before);
+    expect(during.filter((q) => q.method === 'HEAD' && q.path.startsWith('/train/files/'))).toEqual([]);
+    expect(during.filter((q) => q.method === 'GET' && q.path.includes('list-type=2')).length).toBe(1);
+    expect(fetched(tag)).toBe(13);
+
+    const status = await pcbS3(['status', 's3://train/files', '--input', file, '--json'], dir);
+    expect(JSON.parse(status.stdout)).toMatchObject({ out: 's3://train/files', ok: 12, failed: 1, left: 0 });
+  });
+
+  it('webdataset: tars uploaded whole (multipart when large) with their index, verify agrees; config names the bucket but writes no secret', async () => {
+    const dir = tmpDir();
+    const file = await input(dir, 8, `s3w${Date.now()}`, (i) => big[i % big.length]);
+    const r = await pcbS3(
+      [
+        'download',
+        file,
+        '--out',
+        's3://train/wds',
+        '--output-format',
+        'webdataset',
+        '--samples-per-tar',
+        '4',
+        '--resize',
+        'none',
+        '--format',
+        'png',
+        '--threads',
+        '1',
+        ...common.filter((a) => a !== '--resolution' && a !== '128'),
+      ],
+      dir,
+    );
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const names = await objects('wds');
+    const tars = [...names.keys()].filter((n) => n.endsWith('.tar'));
+    expect(tars.length).toBe(2);
+    for (const t of tars) expect(names.has(t.replace(/\.tar$/, '.json'))).toBe(true);
+    expect(
+      s3.requests.filter((q) => q.method === 'POST' && q.path.startsWith('/train/wds/')).map((q) => new URL(q.path, 'http://x').searchParams.has('uploads')),
+    ).toContain(true);
+    writeFileSync(path.join(dir, 'a.tar'), await getObject(`wds/${tars[0]}`));
+    const scan = scanTar(path.join(dir, 'a.tar'));
+    expect(scan.complete).toBe(true);
+    expect(scan.members.filter((m) => m.name.endsWith('.png')).length).toBe(4);
+    const verify = await pcbS3(['verify', 's3://train/wds'], dir);
+    expect(verify.stdout).toMatch(/records and disk agree/);
+    expect(verify.code).toBe(0);
+
+    const config = await pcbS3(['config', 's3://train/files', '--state-dir', path.join(dir, 'nowhere')], dir);
+    expect(config.code).toBe(1);
+    expect(config.stderr).toMatch(/^pcb: no run state for s3:\/\/train\/files in .*--state-dir\n$/);
+  });
+
+  it('pcb config on an s3:// output: SimpleTuner aws entry, the metadata key in the bucket, no secret', async () => {
+    const dir = tmpDir();
+    const file = await input(dir, 4, `s3c${Date.now()}`);
+    expect((await pcbS3(['download', file, '--out', 's3://train/cfg/run1', ...common], dir)).code).toBe(0);
+    const r = await pcbS3(['config', 's3://train/cfg/run1'], dir);
+    expect(r.code).toBe(0);
+    const entry = JSON.parse(r.stdout);
+    expect(entry).toMatchObject({
+      id: 'run1',
+      type: 'aws',
+      aws_bucket_name: 'train',
+      aws_data_prefix: 'cfg/run1',
+      aws_endpoint_url: s3.env.AWS_ENDPOINT_URL,
+      aws_region_name: 'us-east-1',
+      caption_strategy: 'parquet',
+      parquet: { path: 'cfg/run1/metadata.parquet', filename_column: 'file_name' },
+    });
+    expect(Object.keys(entry).filter((k) => /secret|access_key/.test(k))).toEqual([]);
+    expect(r.stdout).not.toContain('S3RVER');
+    expect(r.stderr).toMatch(/aws_access_key_id and aws_secret_access_key/);
+  });
+
+  it('throttling: 503 SlowDown on every third PUT is retried; every row ends ok and the summary counts the retries', async () => {
+    const dir = tmpDir();
+    const file = await input(dir, 8, `s3t${Date.now()}`);
+    s3.faults = { slowDownEveryNthPut: 3 };
+    try {
+      const r = await pcbS3(['download', file, '--out', 's3://train/throttled', '--threads', '2', ...common], dir);
+      expect(r.code).toBe(0);
+      const s = JSON.parse(r.stdout);
+      expect(s.ok).toBe(8);
+      expect(s.upload_retries).toBeGreaterThan(0);
+      expect(s3.injected).toBeGreaterThan(0);
+    } finally {
+      s3.faults = {};
+    }
+    const names = await objects('throttled');
+    expect([...names.keys()].filter((n) => n.endsWith('.png')).length).toBe(8);
+  });
+
+  it('a missing bucket or bad credentials: one line, exit 1, before any download', async () => {
+    const dir = tmpDir();
+    const tag = `s3x${Date.now()}`;
+    const file = await input(dir, 4, tag);
+    const missing = await pcbS3(['download', file, '--out', 's3://nosuchbucket/x', ...common], dir);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toMatch(
+      /^pcb: bucket nosuchbucket does not exist at http:\/\/127\.0\.0\.1:\d+; create it, or check --out s3:\/\/nosuchbucket\/x\n$/,
+    );
+    const bad = await pcbS3(['download', file, '--out', 's3://train/x', ...common], dir, { AWS_ACCESS_KEY_ID: 'NOT-A-KEY' });
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/^pcb: access to bucket train was denied at .*check the credentials.*\n$/);
+    const url = await pcbS3(['download', file, '--out', 's3://B/x', ...common], dir);
+    expect(url.code).toBe(2);
+    expect(fetched(tag)).toBe(0);
+  });
+
+  it('verify finds a deleted object; --fix marks its row and the next download redoes only it', async () => {
+    const dir = tmpDir();
+    const tag = `s3v${Date.now()}`;
+    const file = await input(dir, 6, tag);
+    expect((await pcbS3(['download', file, '--out', 's3://train/ver', ...common], dir)).code).toBe(0);
+    const manifest = path.join(dir, 'm.parquet');
+    writeFileSync(manifest, await getObject('ver/manifest.parquet'));
+    const victim = (await readParquet(manifest)).find((m) => m.row === 3)!;
+    await client().send(new DeleteObjectCommand({ Bucket: 'train', Key: `ver/${victim.path}` }));
+    const found = await pcbS3(['verify', 's3://train/ver', '--json'], dir);
+    expect(found.code).toBe(1);
+    expect(JSON.parse(found.stdout)).toMatchObject({ problems: { missing_image: 1 }, findings: [{ row: 3, problem: 'missing_image' }] });
+    expect((await pcbS3(['verify', 's3://train/ver', '--fix'], dir)).code).toBe(0);
+    const before = fetched(tag);
+    const redo = JSON.parse((await pcbS3(['download', file, '--out', 's3://train/ver', ...common], dir)).stdout);
+    expect(redo).toMatchObject({ processed: 1, ok: 1 });
+    expect(fetched(tag) - before).toBe(1);
+    expect((await pcbS3(['verify', 's3://train/ver'], dir)).code).toBe(0);
+  });
+
+  it('kill -9 mid-upload: no partial object and no open multipart upload after the rerun, every row exactly once', async () => {
+    const dir = tmpDir();
+    const n = 12;
+    const file = await input(dir, n, `s3k${Date.now()}`, (i) => big[i % big.length]);
+    const args = [
+      'download',
+      file,
+      '--out',
+      's3://train/killed',
+      '--output-format',
+      'webdataset',
+      '--samples-per-tar',
+      '4',
+      '--resize',
+      'none',
+      '--threads',
+      '1',
+      '--quiet',
+      '--json',
+      '--allow-private-network',
+    ];
+    s3.faults = { partDelayMs: 400 };
+    let pid = 0;
+    const run = runPcb(args, {
+      env: { ...s3.env, XDG_CACHE_HOME: path.join(dir, 'cache') },
+      onSpawn: (p) => {
+        pid = p;
+      },
+    });
+    await until(() => s3.openUploads().some((u) => u.key.startsWith('killed/')), 'a multipart upload under way');
+    process.kill(pid, 'SIGKILL');
+    await run;
+    s3.faults = {};
+    const torn = await objects('killed');
+    // Whatever is there is whole: no tar without its parts, nothing half-written.
+    for (const t of [...torn.keys()].filter((k) => k.endsWith('.tar'))) {
+      writeFileSync(path.join(dir, 't.tar'), await getObject(`killed/${t}`));
+      expect(scanTar(path.join(dir, 't.tar')).complete).toBe(true);
+    }
+    const rest = await pcbS3(args, dir);
+    expect(rest.code).toBe(0);
+    expect(s3.openUploads().filter((u) => u.key.startsWith('killed/'))).toEqual([]);
+    const verify = await pcbS3(['verify', 's3://train/killed', '--json'], dir);
+    expect(JSON.parse(verify.stdout).findings).toEqual([]);
+    writeFileSync(path.join(dir, 'm.parquet'), await getObject('killed/manifest.parquet'));
+    const manifest = await readParquet(path.join(dir, 'm.parquet'));
+    expect(manifest.map((m) => m.row)).toEqual(range(n));
+    expect(manifest.every((m) => m.status === 'ok')).toBe(true);
+    // Each sample once across the bucket's tars.
+    const members: string[] = [];
+    for (const t of [...(await objects('killed')).keys()].filter((k) => k.endsWith('.tar'))) {
+      writeFileSync(path.join(dir, 't.tar'), await getObject(`killed/${t}`));
+      members.push(
+        ...scanTar(path.join(dir, 't.tar'))
+          .members.filter((m) => m.name.endsWith('.png'))
+          .map((m) => m.name),
+      );
+    }
+    expect(members.sort()).toEqual(manifest.map((m) => `${m.id}.png`).sort());
+  });
+
+  it('--shard on two machines into one prefix, each with its own state; merge combines them in the bucket', async () => {
+    const dir = tmpDir();
+    const file = await input(dir, 10, `s3m${Date.now()}`);
+    for (const i of [0, 1]) {
+      const r = await pcbS3(
+        ['download', file, '--out', 's3://train/sharded', '--shard', `${i}/2`, '--state-dir', path.join(dir, `machine${i}`), ...common],
+        dir,
+      );
+      expect(r.code).toBe(0);
+    }
+    const merge = await pcbS3(['merge', 's3://train/sharded', '--json'], dir);
+    expect(merge.code).toBe(0);
+    expect(JSON.parse(merge.stdout)).toMatchObject({ shards: 2, rows: 10, ok: 10, manifest: 's3://train/sharded/manifest.parquet' });
+    writeFileSync(path.join(dir, 'm.parquet'), await getObject('sharded/manifest.parquet'));
+    expect((await readParquet(path.join(dir, 'm.parquet'))).map((m) => m.row)).toEqual(range(10));
+    writeFileSync(path.join(dir, 'md.parquet'), await getObject('sharded/metadata.parquet'));
+    expect((await readParquet(path.join(dir, 'md.parquet'), '')).length).toBe(10);
+  });
+});
