@@ -7,21 +7,18 @@
  */
 import { fork } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { FatalError, UsageError } from './errors.js';
 import { evenShare } from './options.js';
 import type { DownloadOptions } from './options.js';
 import { rmSync } from 'node:fs';
 import path from 'node:path';
-import { acquireLock, coresBusyShare, hints, openChecked, openRemote, prepareFolder, rebuildRecords, uploadRecords } from './run.js';
+import { acquireLock, machineSummary, openChecked, openRemote, prepareFolder, rebuildRecords, uploadRecords } from './run.js';
 import type { RemoteOutput } from './remote-output.js';
 import type { RunHooks } from './run.js';
 import { Progress } from './progress.js';
 import type { HostSummary, Summary } from './progress.js';
 import type { RowResult } from './result.js';
-import { boundHint } from './bound-hint.js';
-import { allocatorHint, detectAllocator, formatAllocator } from './allocator.js';
 import type { Bound } from './in-flight.js';
 
 const SHARE_PROCESS = fileURLToPath(new URL('./share-process.js', import.meta.url));
@@ -195,8 +192,6 @@ function mergeSummaries(
   const processed = run.progress.done;
   const own = process.cpuUsage();
   const cpuS = sum((s) => s.cpu_s) + (own.user + own.system) / 1e6;
-  const cores = os.availableParallelism();
-  const coresBusy = coresBusyShare(cpuS, wall, cores);
   const limitedBy = { cpu: 0, network: 0, host: 0, budget: 0 } as Record<Bound, number>;
   const weight = Math.max(
     1,
@@ -206,8 +201,8 @@ function mergeSummaries(
   const hosts = mergeHosts(parts.flatMap((s) => s.hosts));
   const errors = { ...run.progress.errors };
   const skippedFailed = sum((s) => s.skipped_failed);
-  const allocator = detectAllocator();
   return {
+    ...machineSummary(o, { errors, skippedFailed, limitedBy, hosts, cpuS, wallS: wall, processes: o.processes }),
     input: o.input,
     out: remote ? remote.url : o.out,
     state_dir: remote ? o.out : null,
@@ -222,7 +217,6 @@ function mergeSummaries(
     skipped_failed: skippedFailed,
     errors,
     http_statuses: { ...run.progress.httpStatuses },
-    hints: [...hints(o, errors, skippedFailed), ...[allocatorHint(allocator, o.threads)].filter((h) => h !== null)],
     bytes_downloaded: run.progress.bytes,
     wall_s: wall,
     images_per_s: processed / Math.max(wall, 1e-3),
@@ -233,16 +227,6 @@ function mergeSummaries(
     parked_peak: sum((s) => s.parked_peak),
     in_flight_limit: sum((s) => s.in_flight_limit),
     limited_by: limitedBy,
-    limited_by_hint: boundHint(limitedBy, {
-      concurrency: o.concurrency,
-      maxHostConnections: o.maxHostConnections,
-      maxRps: o.maxRps,
-      pushback: hosts.reduce((n, h) => n + h.http_429 + h.http_503, 0),
-      threads: o.threads,
-      processes: o.processes,
-      cores,
-      coresBusy,
-    }),
     hosts,
     requests: run.progress.requests,
     connections_opened: sum((s) => s.connections_opened),
@@ -251,10 +235,7 @@ function mergeSummaries(
     metadata: remote ? remote.urlOf(path.basename(records.dest.metadata)) : records.dest.metadata,
     first_dispatch_s: parts.reduce<number | null>((m, s) => (s.first_dispatch_s === null ? m : Math.min(m ?? Infinity, s.first_dispatch_s)), null),
     cpu_s: cpuS,
-    cores_available: cores,
-    cores_busy: coresBusy,
     processes: o.processes,
-    allocator: formatAllocator(allocator),
     process_failures: run.shares.map((s) => s.died).filter((d): d is string => d !== null),
     // Every process holds its own peak: together they are at most their sum.
     peak_rss_bytes: sum((s) => s.peak_rss_bytes) + process.resourceUsage().maxRSS * 1024,

@@ -31,6 +31,7 @@ import type { WorkerConfig } from './worker-config.js';
 import { SharedLimits, createSharedBuffer } from './shared-limits.js';
 import { Progress } from './progress.js';
 import type { HostSummary, Summary } from './progress.js';
+import type { Bound } from './in-flight.js';
 import { RunMonitor, poolBounds } from './run-monitor.js';
 import { boundHint } from './bound-hint.js';
 import { allocatorHint, detectAllocator, formatAllocator } from './allocator.js';
@@ -52,8 +53,8 @@ export interface RunHooks {
   onPlanned?: (counts: { selected: number; todo: number; skippedFailed: number }) => void;
   /** Each row as it settles, after it is logged. */
   onSettled?: (r: RowResult) => void;
-  /** Once the pool runs: how many rows it holds at any moment. */
-  onPool?: (inFlight: () => number) => void;
+  /** Once the pool runs: how many rows it holds at any moment, and a way to write the log's buffered lines now. */
+  onPool?: (inFlight: () => number, flushLog: () => void) => void;
 }
 
 /** The shard whose files (log, lock, temporary folder, tars) this process writes: a process's share is a finer shard. */
@@ -340,7 +341,10 @@ async function dispatchRows(
     monitor = new RunMonitor(limitsBuffer, pool, sizing);
     monitor.start();
     progress.inFlight = () => pool.inFlight;
-    run.hooks.onPool?.(() => pool.inFlight);
+    run.hooks.onPool?.(
+      () => pool.inFlight,
+      () => log.flush(),
+    );
   }
 
   let stopping = false;
@@ -479,10 +483,8 @@ function summarize(
   const hosts = hostSummaries(run, o);
   const snap = SharedLimits.snapshot(run.limitsBuffer);
   const cpuS = (cpu.user + cpu.system) / 1e6;
-  const cores = os.availableParallelism();
-  const coresBusy = coresBusyShare(cpuS, wall, cores);
-  const allocator = detectAllocator();
   return {
+    ...machineSummary(o, { errors: progress.errors, skippedFailed, limitedBy, hosts, cpuS, wallS: wall, processes: 1 }),
     input: o.input,
     out: remote ? remote.url : o.out,
     state_dir: remote ? o.out : null,
@@ -496,7 +498,6 @@ function summarize(
     skipped_failed: skippedFailed,
     errors: progress.errors,
     http_statuses: progress.httpStatuses,
-    hints: [...hints(o, progress.errors, skippedFailed), ...[allocatorHint(allocator, o.threads)].filter((h) => h !== null)],
     bytes_downloaded: progress.bytes,
     wall_s: wall,
     images_per_s: processed / Math.max(wall, 1e-3),
@@ -507,16 +508,6 @@ function summarize(
     parked_peak: run.monitor?.peakParked ?? 0,
     in_flight_limit: run.monitor?.limit ?? 0,
     limited_by: limitedBy,
-    limited_by_hint: boundHint(limitedBy, {
-      concurrency: o.concurrency,
-      maxHostConnections: o.maxHostConnections,
-      maxRps: o.maxRps,
-      pushback: hosts.reduce((n, h) => n + h.http_429 + h.http_503, 0),
-      threads: o.threads,
-      processes: 1,
-      cores,
-      coresBusy,
-    }),
     hosts,
     requests: progress.requests,
     connections_opened: snap.connections,
@@ -526,10 +517,7 @@ function summarize(
     upload_retries: remote ? snap.uploadRetries : null,
     first_dispatch_s: run.firstDispatchS,
     cpu_s: cpuS,
-    cores_available: cores,
-    cores_busy: coresBusy,
     processes: 1,
-    allocator: formatAllocator(allocator),
     process_failures: [],
     peak_rss_bytes: process.resourceUsage().maxRSS * 1024,
     rendition_fallbacks: o.cdnResize === 'none' ? null : progress.renditionFallbacks,
@@ -538,13 +526,50 @@ function summarize(
   };
 }
 
+/**
+ * What the summary says of how the run used the machine, the same for one process and a coordinated
+ * run: the cores it kept busy, the allocator, the hints, and what bound it in a sentence.
+ */
+export function machineSummary(
+  o: DownloadOptions,
+  run: {
+    errors: Record<string, number>;
+    skippedFailed: number;
+    limitedBy: Record<Bound, number>;
+    hosts: HostSummary[];
+    cpuS: number;
+    wallS: number;
+    processes: number;
+  },
+): Pick<Summary, 'hints' | 'limited_by_hint' | 'cores_available' | 'cores_busy' | 'allocator'> {
+  const cores = os.availableParallelism();
+  const coresBusy = coresBusyShare(run.cpuS, run.wallS, cores);
+  const allocator = detectAllocator();
+  return {
+    hints: [...hints(o, run.errors, run.skippedFailed), ...[allocatorHint(allocator, o.threads)].filter((h) => h !== null)],
+    limited_by_hint: boundHint(run.limitedBy, {
+      concurrency: o.concurrency,
+      maxHostConnections: o.maxHostConnections,
+      maxRps: o.maxRps,
+      pushback: run.hosts.reduce((n, h) => n + h.http_429 + h.http_503, 0),
+      threads: o.threads,
+      processes: run.processes,
+      cores,
+      coresBusy,
+    }),
+    cores_available: cores,
+    cores_busy: coresBusy,
+    allocator: formatAllocator(allocator),
+  };
+}
+
 /** CPU-seconds over wall-seconds over the cores: the share of the machine's cores the run kept busy. */
-export function coresBusyShare(cpuS: number, wallS: number, cores: number): number {
+function coresBusyShare(cpuS: number, wallS: number, cores: number): number {
   return wallS > 0 ? Math.min(1, cpuS / wallS / cores) : 0;
 }
 
 /** What the user could change, when rows failed in a way a flag decides. */
-export function hints(o: DownloadOptions, errors: Record<string, number>, skippedFailed: number): string[] {
+function hints(o: DownloadOptions, errors: Record<string, number>, skippedFailed: number): string[] {
   const out = POLICY_REFUSALS.filter((r) => errors[r.code] && !r.lifted(o)).map(
     (r) => `${errors[r.code]} rows were refused as ${r.code} (${r.why}): add ${r.flag} if you mean to fetch them; the rerun retries them`,
   );

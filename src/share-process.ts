@@ -19,9 +19,13 @@ let finished = false;
 let stopAsked: boolean | null = null;
 let batch: RowTally[] = [];
 let inFlight = () => 0;
+let flushLog: () => void = () => undefined;
 
+/** Rows reach the coordinator only once they are in the log file: a kill never counts a row the records lack. */
 const flush = () => {
-  if (batch.length) send({ t: 'rows', rows: batch, inFlight: inFlight() });
+  if (!batch.length) return;
+  flushLog();
+  send({ t: 'rows', rows: batch, inFlight: inFlight() });
   batch = [];
 };
 
@@ -56,8 +60,9 @@ async function start({ options }: Extract<CoordinatorMessage, { t: 'start' }>): 
         stop = s;
         if (stopAsked !== null) s(stopAsked);
       },
-      onPool: (n) => {
+      onPool: (n, flushTheLog) => {
         inFlight = n;
+        flushLog = flushTheLog;
       },
       onSettled: (r: RowResult) => {
         batch.push({ status: r.status, error: r.error, http_status: r.http_status, bytes: r.bytes, attempts: r.attempts, source: r.source });
