@@ -33,8 +33,9 @@ export function classifyAnswer(code: ErrorCode | null, httpStatus: number | null
   return 'neutral';
 }
 
-export function initialHostLimit(ceiling: number): HostLimitState {
-  return { limit: Math.min(HOST_LIMIT.initial, ceiling), threshold: ceiling };
+/** Where a host's limit starts; a process that is one of `processes` of a run starts at its share. */
+export function initialHostLimit(ceiling: number, processes = 1): HostLimitState {
+  return { limit: Math.min(Math.ceil(HOST_LIMIT.initial / processes), ceiling), threshold: ceiling };
 }
 
 /**

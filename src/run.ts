@@ -288,7 +288,13 @@ function workerConfig(o: DownloadOptions, tmpDir: string, limitsBuffer: SharedAr
       run: Date.now().toString(36),
     },
     tasksPerWorker: o.concurrency === 'auto' ? autoTasksPerWorker(o.threads) : o.concurrency + 2,
-    limits: { buffer: limitsBuffer, maxRps: o.maxRps, maxHostConnections: o.maxHostConnections, memoryBudgetBytes: o.memoryBudgetBytes },
+    limits: {
+      buffer: limitsBuffer,
+      maxRps: o.maxRps,
+      maxHostConnections: o.maxHostConnections,
+      memoryBudgetBytes: o.memoryBudgetBytes,
+      processes: o.share?.count ?? 1,
+    },
   };
 }
 

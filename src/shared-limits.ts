@@ -44,6 +44,8 @@ export interface SharedLimitsInit {
   maxRps: number | null;
   /** The hard ceiling on one host's limit; null: HOST_CEILING. */
   maxHostConnections: number | null;
+  /** Processes of the run this one is a share of: each host's limit starts at this process's share. */
+  processes?: number;
   memoryBudgetBytes: number;
 }
 
@@ -190,7 +192,7 @@ export class SharedLimits {
   /** The host's limit now (whole requests). */
   private hostLimit(i: number): number {
     const fx = Atomics.load(this.v.host.limit, i);
-    const limit = fx === 0 ? initialHostLimit(this.hostCeiling).limit : fx / FIXED;
+    const limit = fx === 0 ? initialHostLimit(this.hostCeiling, this.init.processes ?? 1).limit : fx / FIXED;
     return Math.max(HOST_LIMIT.min, Math.min(this.hostCeiling, Math.floor(limit)));
   }
 
@@ -310,7 +312,7 @@ export class SharedLimits {
     }
     for (;;) {
       const fx = Atomics.load(h.limit, i);
-      const init = initialHostLimit(ceiling);
+      const init = initialHostLimit(ceiling, this.init.processes ?? 1);
       const thr = Atomics.load(h.threshold, i);
       const state = { limit: fx === 0 ? init.limit : fx / FIXED, threshold: thr === 0 ? init.threshold : thr / FIXED };
       const next = nextHostLimit(state, answer, { ceiling, tested, sinceCut });

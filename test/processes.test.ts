@@ -6,6 +6,7 @@ import { readParquet, runPcb, tmpDir, until, useKit } from './helpers.js';
 import { datasetRow, writeParquet } from '../src/kit/dataset.js';
 import { composeShard, evenShare, resolveProcesses } from '../src/options.js';
 import { tagInShard } from '../src/folder.js';
+import { HOST_LIMIT, initialHostLimit } from '../src/host-limit.js';
 
 const kit = useKit(8, [320, 240]);
 const common = ['--allow-private-network', '--resolution', '128', '--quiet', '--json'];
@@ -82,6 +83,10 @@ describe('the rules that split a run over processes', () => {
     expect(resolveProcesses('auto', 16)).toBe(4);
     expect(resolveProcesses('auto', 64)).toBe(16);
     expect(resolveProcesses(8, 2)).toBe(2);
+    // A host sees one client: each of 4 processes starts its limit at a quarter of one process's.
+    expect(initialHostLimit(4096).limit).toBe(HOST_LIMIT.initial);
+    expect(initialHostLimit(4096, 4).limit).toBe(Math.ceil(HOST_LIMIT.initial / 4));
+    expect(initialHostLimit(8, 4).limit).toBe(Math.min(8, Math.ceil(HOST_LIMIT.initial / 4)));
   });
 });
 
