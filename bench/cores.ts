@@ -76,7 +76,7 @@ function layouts(): Layout[] {
   return out;
 }
 
-async function measure(w: Workload, l: Layout, input: string, work: string): Promise<Measured> {
+async function measure(w: Workload, l: Layout, input: string, work: string, env: NodeJS.ProcessEnv = {}): Promise<Measured> {
   const out = mkdtempSync(path.join(work, 'out-'));
   const pcbArgs = [
     'download',
@@ -92,7 +92,7 @@ async function measure(w: Workload, l: Layout, input: string, work: string): Pro
     String(l.processes),
     ...w.args,
   ];
-  const r = await run('python3', [path.join(ROOT, 'bench', 'rusage.py'), path.join(ROOT, 'bin', 'pcb'), ...pcbArgs], { stderr: 'pipe' });
+  const r = await run('python3', [path.join(ROOT, 'bench', 'rusage.py'), path.join(ROOT, 'bin', 'pcb'), ...pcbArgs], { stderr: 'pipe', env });
   const usage = JSON.parse(r.stderr.trim().split('\n').pop()!) as { code: number; cpu_s: number; voluntary_switches: number; involuntary_switches: number };
   if (usage.code !== 0) throw new Error(`pcb exited ${usage.code} on ${w.name} ${l.label}: ${r.stderr.slice(0, 500)}`);
   const s = JSON.parse(r.stdout) as Summary;
@@ -148,7 +148,51 @@ async function workloads(server: KitServer): Promise<Workload[]> {
 
 const f = (n: number, d = 1) => n.toFixed(d);
 
+/** The allocators bin/pcb can run on, as it chooses them (PCB_ALLOCATOR, MALLOC_ARENA_MAX). */
+const ALLOCATORS: { label: string; env: NodeJS.ProcessEnv }[] = [
+  { label: "bin/pcb's choice (jemalloc where installed)", env: {} },
+  { label: 'glibc, an arena per thread (the fallback)', env: { PCB_ALLOCATOR: 'glibc' } },
+  { label: 'glibc capped at 2 arenas (before this version)', env: { PCB_ALLOCATOR: 'glibc', MALLOC_ARENA_MAX: '2' } },
+];
+
+/** `-- --allocators`: the tiny rows at every core, on each allocator in turn, five rounds; medians. */
+async function allocators(): Promise<void> {
+  const work = mkdtempSync(path.join(os.tmpdir(), 'pcb-alloc-'));
+  const server = await new KitServer().start();
+  try {
+    const tiny = (await workloads(server)).at(-1)!;
+    const input = path.join(work, 'in.parquet');
+    await writeParquet(input, tiny.rows);
+    const layout = { processes: resolveProcesses('auto', cores), threads: cores, label: 'auto' };
+    const runs = ALLOCATORS.map(() => [] as Measured[]);
+    for (let round = 0; round < 5; round++) for (const [k, a] of ALLOCATORS.entries()) runs[k].push(await measure(tiny, layout, input, work, a.env));
+    const median = (xs: number[]) => xs.sort((p, q) => p - q)[Math.floor(xs.length / 2)];
+    const rows = runs.map((r, k) => ({
+      label: `${ALLOCATORS[k].label}: ${r[0].allocator}`,
+      images_per_s: median(r.map((m) => m.images_per_s)),
+      cpu_ms: median(r.map((m) => m.cpu_ms_per_image)),
+    }));
+    const last = rows.at(-1)!;
+    const md = [
+      `# bench:cores -- --allocators, ${cores} cores, --threads ${cores}, ${tiny.rows.length} rows of 96×64 JPEGs kept as they are`,
+      '',
+      'Each allocator in turn, five rounds; medians. Ratios against glibc capped at 2 arenas.',
+      '',
+      '| allocator | img/s | CPU ms / img | img/s ÷ 2 arenas | CPU ÷ 2 arenas |',
+      '|---|---|---|---|---|',
+      ...rows.map(
+        (r) => `| ${r.label} | ${f(r.images_per_s)} | ${f(r.cpu_ms, 2)} | ${f(r.images_per_s / last.images_per_s, 2)}× | ${f(r.cpu_ms / last.cpu_ms, 2)}× |`,
+      ),
+    ].join('\n');
+    writeResults('allocator-latest', md, { cores, rows });
+  } finally {
+    await server.stop();
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
 async function main(): Promise<void> {
+  if (process.argv.includes('--allocators')) return allocators();
   const work = mkdtempSync(path.join(os.tmpdir(), 'pcb-cores-'));
   const server = await new KitServer().start();
   const results: Measured[] = [];
