@@ -35,6 +35,8 @@ export class KitS3Server {
   private s3rver: { run(): Promise<AddressInfo>; close(): Promise<void> } | null = null;
   private proxy: http.Server | null = null;
   private backend = 0;
+  /** The proxy's own connections to s3rver: destroyed at stop, so that s3rver's close never waits on them. */
+  private readonly agent = new http.Agent({ keepAlive: true });
   private puts = 0;
   port = 0;
 
@@ -103,17 +105,22 @@ export class KitS3Server {
       );
     }
     if (req.method === 'PUT' && url.searchParams.has('partNumber') && this.faults.partDelayMs) await new Promise((r) => setTimeout(r, this.faults.partDelayMs));
-    const up = http.request({ host: '127.0.0.1', port: this.backend, method: req.method, path: req.url, headers: req.headers }, (answer) => {
+    const up = http.request({ host: '127.0.0.1', port: this.backend, method: req.method, path: req.url, headers: req.headers, agent: this.agent }, (answer) => {
       log(answer.statusCode ?? 0);
       res.writeHead(answer.statusCode ?? 502, answer.headers);
       answer.pipe(res);
     });
     up.on('error', () => res.destroy());
+    // A client that went away mid-body (a killed pcb): the request to s3rver goes too, or it would wait for ever.
+    req.on('close', () => {
+      if (!req.complete) up.destroy();
+    });
     req.pipe(up);
   }
 
   async stop(): Promise<void> {
     this.proxy?.closeAllConnections();
+    this.agent.destroy();
     await new Promise((r) => this.proxy?.close(r));
     await this.s3rver?.close();
     rmSync(this.dir, { recursive: true, force: true });
