@@ -212,6 +212,10 @@ describe('--out s3://bucket/prefix', () => {
     expect(bad.stderr).toMatch(/^pcb: access to bucket train was denied at .*check the credentials.*\n$/);
     const url = await pcbS3(['download', file, '--out', 's3://B/x', ...common], dir);
     expect(url.code).toBe(2);
+    expect(url.stderr).toMatch(/^pcb: --out s3:\/\/B\/x: an S3 output is s3:\/\/<bucket>\/<prefix>/);
+    const stateLocal = await pcbS3(['download', file, '--out', path.join(dir, 'local'), '--state-dir', path.join(dir, 'state'), ...common], dir);
+    expect(stateLocal.code).toBe(2);
+    expect(stateLocal.stderr).toMatch(/^pcb: --state-dir is for an s3:\/\/ --out; .*\n$/);
     expect(fetched(tag)).toBe(0);
   });
 
