@@ -124,7 +124,8 @@ export async function openRemote(o: DownloadOptions): Promise<RemoteOutput | nul
   if (!o.remote) return null;
   const { RemoteOutput } = await import('./remote-output.js');
   const remote = new RemoteOutput(o.remote, o.retries, o.out, o.timeoutMs);
-  await remote.check();
+  // A process's share: its coordinator checked the bucket once for the whole run.
+  if (!o.share) await remote.check();
   return remote;
 }
 
