@@ -24,6 +24,8 @@ import { numberArg } from './args.js';
 const ROOT = projectRoot();
 const rowsWanted = numberArg('--rows', 600);
 const threads = numberArg('--threads', os.availableParallelism());
+/** The store's time to first byte, as over a WAN: every request to it waits this long. */
+const latencyMs = numberArg('--latency', 0);
 
 interface Side {
   images_per_s: number;
@@ -72,6 +74,7 @@ async function main(): Promise<void> {
   const work = mkdtempSync(path.join(os.tmpdir(), 'pcb-bench-s3-'));
   const server = await new KitServer().start();
   const s3 = await new KitS3Server(['bench']).start();
+  s3.faults = { latencyMs };
   const results: { workload: string; rows: number; local: Side; s3: Side; ratio: number }[] = [];
   try {
     for (const w of await workloads(server)) {
@@ -99,7 +102,7 @@ async function main(): Promise<void> {
   }
   const f = (n: number, d = 1) => n.toFixed(d);
   const md = [
-    `## pcb bench:s3 — ${new Date().toISOString().slice(0, 10)}, ${os.availableParallelism()} cores, --threads ${threads}`,
+    `## pcb bench:s3 — ${new Date().toISOString().slice(0, 10)}, ${os.availableParallelism()} cores, --threads ${threads}, the store ${latencyMs} ms from pcb`,
     '',
     "The same rows into a local folder and into a loopback S3 server (s3rver on this machine, through the real SDK), in turn, twice each; the better run of each counts. The store's CPU runs on the same cores as pcb here (a real store's does not): it is shown apart.",
     '',
@@ -110,7 +113,7 @@ async function main(): Promise<void> {
         `| ${r.workload} | ${r.rows} | ${f(r.local.images_per_s)} | ${f(r.s3.images_per_s)} | **${f(r.ratio, 2)}×** | ${f(r.local.cpu_s)} / ${f(r.s3.cpu_s)} | ${f(r.local.store_cpu_s)} / ${f(r.s3.store_cpu_s)} | ${r.s3.upload_retries ?? 0} |`,
     ),
   ].join('\n');
-  writeResults('s3-latest', md, { threads, results });
+  writeResults(latencyMs ? `s3-latency-${latencyMs}` : 's3-latest', md, { threads, latencyMs, results });
 }
 
 main().catch((err) => {

@@ -229,7 +229,8 @@ async function main(): Promise<void> {
     }),
   ];
   const md = lines.join('\n');
-  writeResults('wan-latest', md, { date: new Date().toISOString(), results });
+  // A partial run (--quick, --only) has its own file: the full table stays whole.
+  writeResults(quick || pick ? 'wan-quick' : 'wan-latest', md, { date: new Date().toISOString(), results });
 }
 
 main().catch((err) => {

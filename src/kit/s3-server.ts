@@ -22,6 +22,8 @@ export interface S3Faults {
   slowDownEveryNthPut?: number;
   /** Hold each part of a multipart upload this long before passing it on. */
   partDelayMs?: number;
+  /** Hold every request this long before passing it on: a store's time to first byte over a WAN. */
+  latencyMs?: number;
 }
 
 /** The access key s3rver accepts (any other is refused with InvalidAccessKeyId). */
@@ -105,6 +107,7 @@ export class KitS3Server {
       );
     }
     if (req.method === 'PUT' && url.searchParams.has('partNumber') && this.faults.partDelayMs) await new Promise((r) => setTimeout(r, this.faults.partDelayMs));
+    if (this.faults.latencyMs) await new Promise((r) => setTimeout(r, this.faults.latencyMs));
     const up = http.request({ host: '127.0.0.1', port: this.backend, method: req.method, path: req.url, headers: req.headers, agent: this.agent }, (answer) => {
       log(answer.statusCode ?? 0);
       res.writeHead(answer.statusCode ?? 502, answer.headers);
