@@ -70,7 +70,9 @@ describe('in flight over a slow link', () => {
   for (const status of [429, 503]) {
     it(`backs off a host that answers ${status} beyond 12 open requests: few ${status}s, every row ok, the limit it settled on in the summary`, async () => {
       const { input, out, server: s } = await linked({ ttfbMs: 200, capPerHost: 12, capStatus: status, retryAfterS: 1 }, 400);
-      const r = await runPcb(['download', input, '--out', out, '--threads', '2', '--allow-private-network', '--quiet', '--json']);
+      // Retries beyond the default 3: a row whose every try lands in a 429 (a few % of runs at 400 rows, seen once
+      // in a fresh-clone suite) ends transient, and the point here is the limit, not the retry budget.
+      const r = await runPcb(['download', input, '--out', out, '--threads', '2', '--retries', '6', '--allow-private-network', '--quiet', '--json']);
       const sum = JSON.parse(r.stdout) as Summary;
       expect(sum.ok).toBe(400);
       expect(s.answered429).toBeGreaterThan(0);
