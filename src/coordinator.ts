@@ -206,7 +206,7 @@ function mergeSummaries(
     input: o.input,
     out: remote ? remote.url : o.out,
     state_dir: remote ? o.out : null,
-    upload_retries: remote ? sum((s) => s.upload_retries ?? 0) : null,
+    upload_retries: remote ? sum((s) => s.upload_retries ?? 0) + remote.takeRetries() : null,
     shard: o.shard ? `${o.shard.index}/${o.shard.count}` : null,
     shard_reason: o.shard?.reason ?? null,
     selected: sum((s) => s.selected),

@@ -18,6 +18,7 @@ import {
   listObjects,
   moveObject,
   s3ErrorText,
+  takeRetries,
   uploadFile,
 } from './s3.js';
 import type { SamplePlace } from './commands/verify.js';
@@ -26,7 +27,7 @@ import { s3Url } from './s3-url.js';
 import type { S3Target } from './s3-url.js';
 import { STATE_DIR, readJson, shardTag, tagInShard, writeJsonAtomic } from './folder.js';
 import type { Shard } from './options.js';
-import { TAR_EXT, isTarIndexName, tarShardTag } from './tars.js';
+import { TAR_EXT, isTarIndexName, tarIndexPath, tarShardTag } from './tars.js';
 import type { RowResult } from './result.js';
 
 /**
@@ -69,12 +70,27 @@ export class RemoteOutput {
     this.client = createS3Client(retries, timeoutMs);
   }
 
+  /** One journal per file, shared by the uploads that run at once (each keeps the others' entries). */
+  private readonly journals = new Map<string, FileJournal>();
+
   private journalFor(shard: Shard | null): FileJournal {
-    return new FileJournal(path.join(this.stateOut, STATE_DIR, `uploads${shard ? `.${shardTag(shard)}` : ''}.json`));
+    return this.journalAt(`uploads${shard ? `.${shardTag(shard)}` : ''}.json`);
+  }
+
+  private journalAt(name: string): FileJournal {
+    const file = path.join(this.stateOut, STATE_DIR, name);
+    let j = this.journals.get(file);
+    if (!j) this.journals.set(file, (j = new FileJournal(file)));
+    return j;
   }
 
   get url(): string {
     return s3Url(this.target);
+  }
+
+  /** Requests of this process's main thread sent again (the check, tars, records), since the last call. */
+  takeRetries(): number {
+    return takeRetries(this.client);
   }
 
   urlOf(name: string): string {
@@ -107,7 +123,7 @@ export class RemoteOutput {
     for (const f of readdirSync(path.join(this.stateOut, STATE_DIR))) {
       const m = /^uploads(?:\.(.+))?\.json$/.exec(f);
       if (!m || !tagInShard(m[1] ?? '', shard)) continue;
-      const journal = new FileJournal(path.join(this.stateOut, STATE_DIR, f));
+      const journal = this.journalAt(f);
       for (const [uploadId, key] of journal.entries()) await abortUpload(this.client, this.target.bucket, key, uploadId, journal);
     }
     await abortOpenUploads(this.client, this.target, mine);
@@ -158,15 +174,26 @@ export function s3Place(remote: RemoteOutput, tmpDir: string): SamplePlace {
   };
 }
 
+/** Tars uploading at once; more closed tars than this wait on local disk. */
+const TARS_AT_ONCE = 2;
+/** Closed tars waiting for an upload before the run stops sending rows: the local disk is not the buffer of a slow store. */
+const TARS_WAITING = 4;
+
 /**
- * Closed tars leave the temporary folder for the bucket one at a time, index first, as their rows are
- * logged. A tar the store refuses (after the SDK's retries) has its rows logged again as `write_error`,
- * so that the records say what the bucket holds and the next run redoes them.
+ * Closed tars leave the temporary folder for the bucket as their rows are logged, two at a time, each
+ * index first. When the store takes them slower than the workers fill them, room() holds the run back
+ * rather than let tars pile up on local disk. A tar the store refuses (after the SDK's retries) has its
+ * rows logged again as `write_error`, so that the records say what the bucket holds and the next run
+ * redoes them.
  */
 export class TarUploads {
-  private chain: Promise<void> = Promise.resolve();
+  private readonly waiting: string[] = [];
+  private active = 0;
+  private readonly idle: (() => void)[] = [];
+  private roomWaiter: (() => void) | null = null;
   private readonly rows = new Map<string, Pick<RowResult, 'row' | 'id' | 'url'>[]>();
   private readonly failed: { rows: Pick<RowResult, 'row' | 'id' | 'url'>[]; message: string }[] = [];
+  private readonly dir: string;
   uploaded = 0;
 
   constructor(
@@ -174,7 +201,9 @@ export class TarUploads {
     private readonly tmpDir: string,
     /** The shard whose files this process writes: names its journal of open uploads. */
     private readonly shard: Shard | null,
-  ) {}
+  ) {
+    this.dir = path.join(tmpDir, 'uploading');
+  }
 
   /** An ok row's sample is in a tar still open or uploading. */
   track(r: RowResult): void {
@@ -186,35 +215,65 @@ export class TarUploads {
   }
 
   publish(name: string): void {
-    const index = name.slice(0, -TAR_EXT.length) + '.json';
     // Out of the temporary folder at once: the end of the run closes what is left there, and must not see it.
-    const dir = path.join(this.tmpDir, 'uploading');
-    mkdirSync(dir, { recursive: true });
-    for (const f of [index, name]) renameSync(path.join(this.tmpDir, f), path.join(dir, f));
-    this.chain = this.chain.then(async () => {
-      try {
-        await this.remote.upload(
-          [
-            { name: index, file: path.join(dir, index) },
-            { name, file: path.join(dir, name) },
-          ],
-          this.shard,
-        );
-        this.uploaded++;
-      } catch (err) {
-        this.failed.push({ rows: this.rows.get(name) ?? [], message: `tar ${name} could not be uploaded to ${this.remote.url}: ${s3ErrorText(err)}` });
-        await deleteObject(this.remote.client, this.remote.target, index).catch(() => undefined);
-      } finally {
-        this.rows.delete(name);
-        rmSync(path.join(dir, index), { force: true });
-        rmSync(path.join(dir, name), { force: true });
-      }
+    mkdirSync(this.dir, { recursive: true });
+    for (const f of [tarIndexPath(name), name]) renameSync(path.join(this.tmpDir, f), path.join(this.dir, f));
+    this.waiting.push(name);
+    this.pump();
+  }
+
+  /** Resolves once fewer than TARS_WAITING closed tars wait for an upload. */
+  room(): Promise<void> {
+    if (this.waiting.length < TARS_WAITING) return Promise.resolve();
+    return new Promise((r) => {
+      this.roomWaiter = r;
     });
+  }
+
+  private pump(): void {
+    while (this.active < TARS_AT_ONCE && this.waiting.length > 0) {
+      const name = this.waiting.shift()!;
+      this.active++;
+      void this.send(name).finally(() => {
+        this.active--;
+        this.pump();
+        if (this.waiting.length < TARS_WAITING) {
+          const r = this.roomWaiter;
+          this.roomWaiter = null;
+          r?.();
+        }
+        if (this.active === 0 && this.waiting.length === 0) for (const w of this.idle.splice(0)) w();
+      });
+    }
+  }
+
+  private async send(name: string): Promise<void> {
+    const index = tarIndexPath(name);
+    try {
+      await this.remote.upload(
+        [
+          { name: index, file: path.join(this.dir, index) },
+          { name, file: path.join(this.dir, name) },
+        ],
+        this.shard,
+      );
+      this.uploaded++;
+    } catch (err) {
+      this.failed.push({ rows: this.rows.get(name) ?? [], message: `tar ${name} could not be uploaded to ${this.remote.url}: ${s3ErrorText(err)}` });
+      await deleteObject(this.remote.client, this.remote.target, index).catch(() => undefined);
+    } finally {
+      this.rows.delete(name);
+      rmSync(path.join(this.dir, index), { force: true });
+      rmSync(path.join(this.dir, name), { force: true });
+    }
   }
 
   /** Waits for every upload; the rows of the tars the store refused, to log again as failed. */
   async drain(): Promise<{ rows: Pick<RowResult, 'row' | 'id' | 'url'>[]; message: string }[]> {
-    await this.chain;
+    if (this.active > 0 || this.waiting.length > 0)
+      await new Promise<void>((r) => {
+        this.idle.push(r);
+      });
     return this.failed.splice(0);
   }
 }

@@ -380,6 +380,8 @@ async function dispatchRows(
             continue;
           }
           firstDispatchS ??= (Date.now() - run.started) / 1000;
+          // A store slower than the workers: rows wait here, not closed tars on local disk.
+          if (uploads) await uploads.room();
           await pool!.submit(task);
         }
       }
@@ -521,7 +523,7 @@ function summarize(
     interrupted: run.stopping,
     manifest: remote ? remote.urlOf(path.basename(records.dest.manifest)) : records.dest.manifest,
     metadata: remote ? remote.urlOf(path.basename(records.dest.metadata)) : records.dest.metadata,
-    upload_retries: remote ? snap.uploadRetries : null,
+    upload_retries: remote ? snap.uploadRetries + remote.takeRetries() : null,
     first_dispatch_s: run.firstDispatchS,
     cpu_s: cpuS,
     processes: 1,

@@ -36,7 +36,7 @@ process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
  */
 export function createS3Client(retries = 3, timeoutMs = 30_000): S3Client {
   const endpoint = endpointUrl();
-  return new S3Client({
+  const client = new S3Client({
     // Never a hang: a store that stops answering is cut off like a download (then retried).
     requestHandler: { connectionTimeout: Math.min(timeoutMs, 10_000), requestTimeout: timeoutMs },
     region: regionName(),
@@ -46,13 +46,44 @@ export function createS3Client(retries = 3, timeoutMs = 30_000): S3Client {
     maxAttempts: retries + 1,
     retryMode: 'adaptive',
   });
+  // Every request's retries, whatever sent it (a row's PUT, a tar's part, the records), for the summary.
+  const counter = { retries: 0 };
+  retryCounters.set(client, counter);
+  const count = (m: { attempts?: number } | undefined) => {
+    counter.retries += Math.max(0, (m?.attempts ?? 1) - 1);
+  };
+  client.middlewareStack.add(
+    (next) => async (args) => {
+      try {
+        const out = await next(args);
+        count((out.output as { $metadata?: { attempts?: number } }).$metadata);
+        return out;
+      } catch (err) {
+        count((err as SdkError).$metadata);
+        throw err;
+      }
+    },
+    { step: 'initialize', name: 'pcbRetryCount' },
+  );
+  return client;
+}
+
+const retryCounters = new WeakMap<S3Client, { retries: number }>();
+
+/** Requests this client sent again (throttling, 5xx, dropped connections) since the last call. */
+export function takeRetries(client: S3Client): number {
+  const c = retryCounters.get(client);
+  if (!c) return 0;
+  const n = c.retries;
+  c.retries = 0;
+  return n;
 }
 
 interface SdkError {
   name?: string;
   message?: string;
   Code?: string;
-  $metadata?: { httpStatusCode?: number };
+  $metadata?: { httpStatusCode?: number; attempts?: number };
 }
 
 /** One line of what went wrong with a request, for a row's message or a fatal error. */
@@ -112,9 +143,23 @@ export async function listObjects(client: S3Client, t: S3Target, visit: (name: s
   } while (token);
 }
 
-export async function putObject(client: S3Client, t: S3Target, name: string, body: Buffer | string): Promise<number> {
-  const r = await client.send(new PutObjectCommand({ Bucket: t.bucket, Key: keyOf(t, name), Body: body }));
-  return (r.$metadata.attempts ?? 1) - 1;
+const CONTENT_TYPES: Record<string, string> = {
+  png: 'image/png',
+  jpg: 'image/jpeg',
+  webp: 'image/webp',
+  txt: 'text/plain; charset=utf-8',
+  json: 'application/json',
+  tar: 'application/x-tar',
+  parquet: 'application/vnd.apache.parquet',
+};
+
+/** What an object is, from its name, for clients that look (a browser, a CDN in front of the bucket). */
+export function contentType(name: string): string {
+  return CONTENT_TYPES[name.slice(name.lastIndexOf('.') + 1)] ?? 'application/octet-stream';
+}
+
+export async function putObject(client: S3Client, t: S3Target, name: string, body: Buffer | string): Promise<void> {
+  await client.send(new PutObjectCommand({ Bucket: t.bucket, Key: keyOf(t, name), Body: body, ContentType: contentType(name) }));
 }
 
 export async function deleteObject(client: S3Client, t: S3Target, name: string): Promise<void> {
@@ -138,6 +183,8 @@ export async function moveObject(client: S3Client, t: S3Target, from: string, to
 }
 
 const PART_BYTES = 8 * 1024 * 1024;
+/** Parts of one upload in flight at once: at most this many parts' bytes in memory. */
+const PARTS_AT_ONCE = 4;
 
 /** Where a run notes the multipart uploads it has open, so that the next run can abort what a kill left open. */
 export interface UploadJournal {
@@ -147,27 +194,43 @@ export interface UploadJournal {
 
 /**
  * A local file as one object, whole or not at all: a PUT up to 8 MB, else a multipart upload whose id
- * is noted in the journal before the first part (the SDK's lib-storage keeps it private), completed, or
- * aborted when a part fails.
+ * is noted in the journal before the first part (the SDK's lib-storage keeps it private), its parts sent
+ * four at a time, then completed, or aborted when a part fails.
  */
 export async function uploadFile(client: S3Client, t: S3Target, name: string, file: string, journal: UploadJournal | null = null): Promise<void> {
   const size = statSync(file).size;
   const Key = keyOf(t, name);
   if (size <= PART_BYTES) {
-    await client.send(new PutObjectCommand({ Bucket: t.bucket, Key, Body: readFileSync(file) }));
+    await client.send(new PutObjectCommand({ Bucket: t.bucket, Key, Body: readFileSync(file), ContentType: contentType(name) }));
     return;
   }
-  const { UploadId } = await client.send(new CreateMultipartUploadCommand({ Bucket: t.bucket, Key }));
+  const { UploadId } = await client.send(new CreateMultipartUploadCommand({ Bucket: t.bucket, Key, ContentType: contentType(name) }));
   journal?.opened(Key, UploadId!);
   const fd = openSync(file, 'r');
   try {
+    const count = Math.ceil(size / PART_BYTES);
     const parts: { ETag: string; PartNumber: number }[] = [];
-    for (let offset = 0, n = 1; offset < size; offset += PART_BYTES, n++) {
-      const body = Buffer.alloc(Math.min(PART_BYTES, size - offset));
-      readSync(fd, body, 0, body.length, offset);
-      const r = await client.send(new UploadPartCommand({ Bucket: t.bucket, Key, UploadId, PartNumber: n, Body: body }));
-      parts.push({ ETag: r.ETag!, PartNumber: n });
-    }
+    let next = 1;
+    // A few parts on the wire at once: one connection to a distant store carries far less than the disk gives.
+    const sender = async () => {
+      for (let n = next++; n <= count; n = next++) {
+        const offset = (n - 1) * PART_BYTES;
+        const body = Buffer.alloc(Math.min(PART_BYTES, size - offset));
+        readSync(fd, body, 0, body.length, offset);
+        try {
+          const r = await client.send(new UploadPartCommand({ Bucket: t.bucket, Key, UploadId, PartNumber: n, Body: body }));
+          parts.push({ ETag: r.ETag!, PartNumber: n });
+        } catch (err) {
+          next = count + 1; // the other senders stop after the part they are sending
+          throw err;
+        }
+      }
+    };
+    // Every sender settles before the abort, so that no part lands after it.
+    const senders = await Promise.allSettled(Array.from({ length: Math.min(PARTS_AT_ONCE, count) }, sender));
+    const failed = senders.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
+    parts.sort((a, b) => a.PartNumber - b.PartNumber);
     await client.send(new CompleteMultipartUploadCommand({ Bucket: t.bucket, Key, UploadId, MultipartUpload: { Parts: parts } }));
     journal?.closed(UploadId!);
   } catch (err) {

@@ -93,46 +93,46 @@ export class TarWriter implements SampleWriter {
 }
 
 /**
- * `<id>.<ext>` and `<id>.txt` as objects under an S3 prefix: each a PUT, whole or not at all; the caption
- * only once the image is stored, and an image whose caption fails is deleted. The SDK is loaded on the
- * first sample, so a local run never loads it.
+ * `<id>.<ext>` and `<id>.txt` as objects under an S3 prefix: each a PUT, whole or not at all, the two at
+ * once (a row waits one round trip to the store, not two); if either fails, the other is deleted. The
+ * SDK is loaded on the first sample, so a local run never loads it.
  */
 export class S3FilesWriter implements SampleWriter {
   readonly holdsBytes = true;
   private store: Promise<{ s3: typeof import('./s3.js'); client: import('@aws-sdk/client-s3').S3Client }> | null = null;
-  private retries = 0;
-
   constructor(
     private readonly target: S3Target,
     private readonly attempts: number,
     private readonly timeoutMs: number,
   ) {}
 
+  private opened: Awaited<NonNullable<S3FilesWriter['store']>> | null = null;
+
   private open() {
-    this.store ??= import('./s3.js').then((s3) => ({ s3, client: s3.createS3Client(this.attempts - 1, this.timeoutMs) }));
+    this.store ??= import('./s3.js').then((s3) => (this.opened = { s3, client: s3.createS3Client(this.attempts - 1, this.timeoutMs) }));
     return this.store;
   }
 
   takeRetries(): number {
-    const n = this.retries;
-    this.retries = 0;
-    return n;
+    return this.opened ? this.opened.s3.takeRetries(this.opened.client) : 0;
   }
 
   async write(s: Sample): Promise<Written> {
     const { s3, client } = await this.open();
     const name = `${s.id}.${s.ext}`;
-    let imageStored = false;
+    const objects: [string, Buffer | string][] = [
+      [name, s.image],
+      [captionFileName(name), s.caption],
+    ];
+    const puts = await Promise.allSettled(objects.map(([key, body]) => s3.putObject(client, this.target, key, body)));
+    const failed = puts.find((p): p is PromiseRejectedResult => p.status === 'rejected');
     try {
-      this.retries += await s3.putObject(client, this.target, name, s.image);
-      imageStored = true;
-      this.retries += await s3.putObject(client, this.target, captionFileName(name), s.caption);
-      if (s.previousPath && s.previousPath !== name) {
-        await s3.deleteObject(client, this.target, path.basename(s.previousPath));
-        await s3.deleteObject(client, this.target, captionFileName(path.basename(s.previousPath)));
-      }
+      if (failed) throw failed.reason;
+      // --overwrite into another format: the row's old image goes (its caption has the same name: replaced).
+      if (s.previousPath && s.previousPath !== name) await s3.deleteObject(client, this.target, path.basename(s.previousPath));
     } catch (err) {
-      if (imageStored) await s3.deleteObject(client, this.target, name).catch(() => undefined);
+      // Half a sample is no sample: what was stored goes again, and a rerun redoes the row.
+      await Promise.all(objects.map(([key], i) => (puts[i].status === 'fulfilled' ? s3.deleteObject(client, this.target, key).catch(() => undefined) : null)));
       throw new Error(`upload to ${s3Url(this.target)} failed: ${s3.s3ErrorText(err)}`);
     }
     return { path: name, closedTar: null };

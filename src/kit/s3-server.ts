@@ -40,6 +40,7 @@ export class KitS3Server {
   /** The proxy's own connections to s3rver: destroyed at stop, so that s3rver's close never waits on them. */
   private readonly agent = new http.Agent({ keepAlive: true });
   private puts = 0;
+  private readonly throttled = new Set<string>();
   port = 0;
 
   constructor(private readonly buckets: string[] = ['train']) {}
@@ -86,7 +87,9 @@ export class KitS3Server {
       log(status);
       res.writeHead(status, { 'content-type': 'application/xml' }).end(body);
     };
-    if (req.method === 'PUT' && this.faults.slowDownEveryNthPut && ++this.puts % this.faults.slowDownEveryNthPut === 0) {
+    // Every n-th PUT of an object or part not throttled before: its retry goes through, so every row can end ok.
+    if (req.method === 'PUT' && this.faults.slowDownEveryNthPut && !this.throttled.has(req.url ?? '') && ++this.puts % this.faults.slowDownEveryNthPut === 0) {
+      this.throttled.add(req.url ?? '');
       this.injected++;
       req.resume();
       return reply(503, '<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>');
