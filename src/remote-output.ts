@@ -15,6 +15,7 @@ import {
   createS3Client,
   deleteObject,
   getObject,
+  getObjectRange,
   listObjects,
   moveObject,
   s3ErrorText,
@@ -160,10 +161,7 @@ export function s3Place(remote: RemoteOutput, tmpDir: string): SamplePlace {
       await listObjects(client, target, (n) => names.add(n));
       return names;
     },
-    bytes: async (name, at = 0, length = null) => {
-      const data = (await getObject(client, target, name)) ?? Buffer.alloc(0);
-      return length === null ? data.subarray(at) : data.subarray(at, at + length);
-    },
+    bytes: (name, at, length) => getObjectRange(client, target, name, at, length),
     tarFile: fetchTo,
     text: async (name) => (await getObject(client, target, name))?.toString('utf8') ?? null,
     remove: (name) => deleteObject(client, target, name),

@@ -176,6 +176,31 @@ export async function getObject(client: S3Client, t: S3Target, name: string): Pr
   }
 }
 
+/**
+ * `length` bytes of an object from `at` (the rest of it: null) by a ranged GET, and the object's whole
+ * size; null when it is not there. An empty object (which no range fits) is read whole.
+ */
+export async function getObjectRange(
+  client: S3Client,
+  t: S3Target,
+  name: string,
+  at: number,
+  length: number | null,
+): Promise<{ data: Buffer; size: number } | null> {
+  const Range = at === 0 && length === null ? undefined : `bytes=${at}-${length === null ? '' : at + Math.max(1, length) - 1}`;
+  try {
+    const r = await client.send(new GetObjectCommand({ Bucket: t.bucket, Key: keyOf(t, name), Range }));
+    const data = Buffer.from(await r.Body!.transformToByteArray());
+    const total = /\/(\d+)$/.exec(r.ContentRange ?? '');
+    return { data, size: total ? Number(total[1]) : data.length };
+  } catch (err) {
+    const status = (err as SdkError).$metadata?.httpStatusCode;
+    if (status === 404) return null;
+    if (status === 416 && Range) return getObjectRange(client, t, name, 0, null);
+    throw err;
+  }
+}
+
 /** Moves an object aside (copy, then delete): where `verify --fix` puts what no record names. */
 export async function moveObject(client: S3Client, t: S3Target, from: string, to: string): Promise<void> {
   await client.send(new CopyObjectCommand({ Bucket: t.bucket, Key: keyOf(t, to), CopySource: encodeURI(`${t.bucket}/${keyOf(t, from)}`) }));

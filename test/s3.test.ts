@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import { DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import sharp from 'sharp';
 import { readParquet, runPcb, tmpDir, until, useKit } from './helpers.js';
 import { datasetRow, writeParquet } from '../src/kit/dataset.js';
@@ -304,6 +304,33 @@ describe('--out s3://bucket/prefix', () => {
     expect(redo).toMatchObject({ processed: 1, ok: 1 });
     expect(fetched(tag) - before).toBe(1);
     expect((await pcbS3(['verify', 's3://train/ver'], dir)).code).toBe(0);
+  });
+
+  it('verify reads each image by two ranged GETs (its header, its end), not whole, and still finds a torn and a wrong-sized one', async () => {
+    const dir = tmpDir();
+    const file = await input(dir, 3, `s3r${Date.now()}`, (i) => big[i % big.length]);
+    expect((await pcbS3(['download', file, '--out', 's3://train/ranged', '--resize', 'none', ...common], dir)).code).toBe(0);
+    const names = [...(await objects('ranged')).entries()].filter(([k]) => k.endsWith('.png'));
+    expect(names.length).toBe(3);
+    expect(names.every(([, size]) => size > 1_000_000)).toBe(true);
+    const before = s3.requests.length;
+    const clean = await pcbS3(['verify', 's3://train/ranged', '--json'], dir);
+    expect(JSON.parse(clean.stdout).findings).toEqual([]);
+    const gets = s3.requests.slice(before).filter((q) => q.method === 'GET' && new URL(q.path, 'http://x').pathname.endsWith('.png'));
+    expect(gets.map((q) => q.range).sort()).toEqual(names.flatMap(([, size]) => ['bytes=0-65535', `bytes=${size - 12}-${size - 1}`]).sort());
+    // A torn image (its end cut off) and one of another size, put over two of the objects.
+    const [torn, resized] = [names[0][0], names[1][0]];
+    const whole = await getObject(`ranged/${torn}`);
+    await client().send(new PutObjectCommand({ Bucket: 'train', Key: `ranged/${torn}`, Body: whole.subarray(0, whole.length - 5000) }));
+    const small = await sharp(whole).resize(64).png().toBuffer();
+    await client().send(new PutObjectCommand({ Bucket: 'train', Key: `ranged/${resized}`, Body: small }));
+    const found = JSON.parse((await pcbS3(['verify', 's3://train/ranged', '--json'], dir)).stdout) as { findings: { path: string; problem: string }[] };
+    expect(found.findings.map((f) => [f.path, f.problem]).sort()).toEqual(
+      [
+        [torn, 'unreadable'],
+        [resized, 'wrong_size'],
+      ].sort(),
+    );
   });
 
   it('kill -9 mid-upload: no partial object and no open multipart upload after the rerun, every row exactly once', async () => {

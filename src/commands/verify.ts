@@ -26,8 +26,8 @@ export interface SamplePlace {
   /** What the place is called in messages: the folder, or s3://bucket/prefix. */
   label: string;
   names(): Promise<Set<string>>;
-  /** An image's bytes: a whole file or object, or a member's slice of a tar. */
-  bytes(name: string, at?: number, length?: number | null): Promise<Buffer>;
+  /** `length` bytes of a file or object from `at` (all of it: null), and its whole size; null when it is not there. */
+  bytes(name: string, at: number, length: number | null): Promise<Slice | null>;
   /** A local path to read a tar from (an object is fetched once into a temporary file), or null when it is not there. */
   tarFile(name: string): Promise<string | null>;
   text(name: string): Promise<string | null>;
@@ -41,7 +41,7 @@ export function folderPlace(out: string): SamplePlace {
   return {
     label: out,
     names: async () => new Set(readdirSync(out)),
-    bytes: async (name, at = 0, length = null) => readBytes(path.join(out, name), at, length),
+    bytes: async (name, at, length) => (existsSync(path.join(out, name)) ? readSlice(path.join(out, name), 0, null, at, length) : null),
     tarFile: async (name) => (existsSync(path.join(out, name)) ? path.join(out, name) : null),
     text: async (name) => (existsSync(path.join(out, name)) ? readFileSync(path.join(out, name), 'utf8') : null),
     remove: async (name) => rmSync(path.join(out, name), { force: true }),
@@ -142,33 +142,80 @@ const IMAGE_EXT = /\.(png|jpe?g|webp|gif|bmp|tiff?|avif|jxl)$/i;
 const CHECK_CONCURRENCY = 16;
 
 /** The format's end marker is where it belongs: a truncated image fails here without a decode. */
-function endsComplete(bytes: Buffer, format: string | undefined): boolean {
-  const tail = bytes.subarray(Math.max(0, bytes.length - 12));
-  if (format === 'png') return tail.length === 12 && tail.subarray(4, 8).toString('latin1') === 'IEND';
-  if (format === 'jpeg') return tail.length >= 2 && tail[tail.length - 2] === 0xff && tail[tail.length - 1] === 0xd9;
-  if (format === 'webp') return bytes.length >= 8 && bytes.readUInt32LE(4) + 8 === bytes.length;
-  return true;
+/** Bytes read of a file, an object or a tar member, and the size of the whole. */
+export interface Slice {
+  data: Buffer;
+  size: number;
 }
 
-/** An image's bytes: a whole file, or a member's slice of a tar. */
-function readBytes(file: string, at = 0, length: number | null = null): Buffer {
+/** `length` bytes from `at` of the part of a file at `offset` (of `partLength` bytes, or to its end). */
+function readSlice(file: string, offset: number, partLength: number | null, at: number, length: number | null): Slice {
   const fd = openSync(file, 'r');
   try {
-    const n = length ?? fstatSync(fd).size;
-    const b = Buffer.alloc(n);
-    readSync(fd, b, 0, n, at);
-    return b;
+    const size = partLength ?? fstatSync(fd).size - offset;
+    const n = Math.max(0, Math.min(length ?? size, size - at));
+    const data = Buffer.alloc(n);
+    readSync(fd, data, 0, n, offset + at);
+    return { data, size };
   } finally {
     closeSync(fd);
   }
 }
 
-async function checkImage(bytes: Buffer, width: number, height: number, deep: boolean): Promise<{ problem: Problem; detail: string } | null> {
+/** What a check reads of an image without --deep: its header's bytes, then its last few (the end marker). */
+const HEAD_BYTES = 64 * 1024;
+const TAIL_BYTES = 12;
+
+/** An image as a check sees it: its first bytes, its last 12, its size; all of it when that was read. */
+interface ImageView {
+  head: Buffer;
+  tail: Buffer;
+  size: number;
+  whole: Buffer | null;
+}
+
+/**
+ * Reads what a check needs: the first 64 KiB and the last 12 bytes (two ranged reads of an object, not
+ * the whole of it), or all of it with --deep or when it is that small.
+ */
+async function viewImage(read: (at: number, length: number | null) => Promise<Slice | null>, deep: boolean): Promise<ImageView | null> {
+  const first = await read(0, deep ? null : HEAD_BYTES);
+  if (!first) return null;
+  if (first.data.length >= first.size)
+    return { head: first.data, tail: first.data.subarray(Math.max(0, first.size - TAIL_BYTES)), size: first.size, whole: first.data };
+  const last = await read(first.size - TAIL_BYTES, TAIL_BYTES);
+  return last && { head: first.data, tail: last.data, size: first.size, whole: null };
+}
+
+function endsComplete(v: ImageView, format: string | undefined): boolean {
+  if (format === 'png') return v.tail.length === TAIL_BYTES && v.tail.subarray(4, 8).toString('latin1') === 'IEND';
+  if (format === 'jpeg') return v.tail.length >= 2 && v.tail[v.tail.length - 2] === 0xff && v.tail[v.tail.length - 1] === 0xd9;
+  if (format === 'webp') return v.head.length >= 8 && v.head.readUInt32LE(4) + 8 === v.size;
+  return true;
+}
+
+async function checkImage(
+  read: (at: number, length: number | null) => Promise<Slice | null>,
+  width: number,
+  height: number,
+  deep: boolean,
+): Promise<{ problem: Problem; detail: string } | null> {
+  let v = await viewImage(read, deep);
+  if (!v) return { problem: 'missing_image', detail: 'the image is not there' };
   let meta: Metadata;
   try {
-    meta = await sharp(bytes).metadata();
-    if (!endsComplete(bytes, meta.format)) return { problem: 'unreadable', detail: `${meta.format} image is truncated` };
-    if (deep) await sharp(bytes, { failOn: 'error' }).raw().toBuffer();
+    try {
+      meta = await sharp(v.head).metadata();
+    } catch (err) {
+      // Some headers (WebP's) are read only from the whole image.
+      if (v.whole) throw err;
+      const all = await read(0, null);
+      if (!all) return { problem: 'missing_image', detail: 'the image is not there' };
+      v = { ...v, head: all.data, whole: all.data };
+      meta = await sharp(v.head).metadata();
+    }
+    if (!endsComplete(v, meta.format)) return { problem: 'unreadable', detail: `${meta.format} image is truncated` };
+    if (deep) await sharp(v.whole!, { failOn: 'error' }).raw().toBuffer();
   } catch (err) {
     return { problem: 'unreadable', detail: (err as Error).message.split('\n')[0] };
   }
@@ -204,14 +251,20 @@ export async function verifyFolder(out: string, o: { fix: boolean; deep: boolean
         if (inTar) {
           const found = await tars.check(inTar.tar, inTar.member);
           if (found.problem) return note(row, file, found.problem, found.detail, r);
-          const p = await checkImage(readBytes(tars.files.get(inTar.tar)!, found.offset, found.length), Number(r.width), Number(r.height), o.deep);
+          const tarFile = tars.files.get(inTar.tar)!;
+          const p = await checkImage(
+            async (at, length) => readSlice(tarFile, found.offset, found.length, at, length),
+            Number(r.width),
+            Number(r.height),
+            o.deep,
+          );
           if (p) note(row, file, p.problem, p.detail, r);
           return;
         }
         if (!names.has(file)) return note(row, file, 'missing_image', 'the image is not there', r);
         const caption = captionFileName(file);
         if (!names.has(caption)) return note(row, file, 'missing_caption', `${caption} is not there`, r);
-        const p = await checkImage(await place.bytes(file), Number(r.width), Number(r.height), o.deep);
+        const p = await checkImage((at, length) => place.bytes(file, at, length), Number(r.width), Number(r.height), o.deep);
         if (p) note(row, file, p.problem, p.detail, r);
       }),
     );

@@ -15,6 +15,8 @@ export interface S3Request {
   method: string;
   path: string;
   status: number;
+  /** The Range header of a ranged GET. */
+  range: string | null;
 }
 
 export interface S3Faults {
@@ -82,7 +84,8 @@ export class KitS3Server {
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://x');
     const [, bucket] = url.pathname.split('/');
-    const log = (status: number) => this.requests.push({ method: req.method ?? '', path: `${url.pathname}${url.search}`, status });
+    const log = (status: number) =>
+      this.requests.push({ method: req.method ?? '', path: `${url.pathname}${url.search}`, status, range: req.headers.range ?? null });
     const reply = (status: number, body = '') => {
       log(status);
       res.writeHead(status, { 'content-type': 'application/xml' }).end(body);
