@@ -48,6 +48,8 @@ export function boundHint(shares: Record<Bound, number>, c: BoundContext): strin
     }
     case 'budget':
       return `memory-bound (${pct} of the run): downloads waited for room in --memory-budget; raise it if the machine has the memory`;
+    case 'store':
+      return `store-bound (${pct} of the run): rows waited for the bucket to take their uploads with the CPU free; the store or the link to it is the limit: run pcb in the bucket's region, or nearer the endpoint`;
   }
 }
 

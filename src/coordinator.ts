@@ -20,6 +20,7 @@ import { Progress } from './progress.js';
 import type { HostSummary, Summary } from './progress.js';
 import type { RowResult } from './result.js';
 import type { Bound } from './in-flight.js';
+import { noBounds } from './run-monitor.js';
 
 const SHARE_PROCESS = fileURLToPath(new URL('./share-process.js', import.meta.url));
 
@@ -192,7 +193,7 @@ function mergeSummaries(
   const processed = run.progress.done;
   const own = process.cpuUsage();
   const cpuS = sum((s) => s.cpu_s) + (own.user + own.system) / 1e6;
-  const limitedBy = { cpu: 0, network: 0, host: 0, budget: 0 } as Record<Bound, number>;
+  const limitedBy = noBounds();
   const weight = Math.max(
     1,
     sum((s) => s.processed),

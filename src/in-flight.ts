@@ -25,6 +25,8 @@ export interface DemandSample {
   hostWaiting: number;
   /** Rows waiting for room in the memory budget (averaged over the tick). */
   budgetWaiting: number;
+  /** Rows waiting for the store to take their upload, or all of them while the run waits for tars to upload (averaged over the tick). */
+  storeWaiting: number;
   /** Rows sleeping before a retry the host asked for with an HTTP answer, 408/425/429/5xx (averaged over the tick). */
   heldBack: number;
   /** Rows per second the CPU can take when fed (cores over the process's CPU per row), null before the first rows. */
@@ -35,14 +37,16 @@ export interface DemandSample {
   exhausted: boolean;
 }
 
-export type Bound = 'cpu' | 'network' | 'host' | 'budget';
+export type Bound = 'cpu' | 'network' | 'host' | 'budget' | 'store';
 
 /** At or above this share of the CPU, a tick is CPU-bound (a loaded machine seldom shows 100 %). */
 export const CPU_BOUND = 0.9;
 
 /** What held the run back during one tick. */
-export function classifyTick(s: Pick<DemandSample, 'busy' | 'hostWaiting' | 'budgetWaiting'>): Bound {
+export function classifyTick(s: Pick<DemandSample, 'busy' | 'hostWaiting' | 'budgetWaiting' | 'storeWaiting' | 'inFlight'>): Bound {
   if (s.busy >= CPU_BOUND) return 'cpu';
+  // Half the rows at work waiting on the bucket: the store (or the link to it) held the run back, whatever else waited.
+  if (s.storeWaiting > 0 && s.storeWaiting >= s.inFlight / 2) return 'store';
   if (s.budgetWaiting >= 0.5) return 'budget';
   if (s.hostWaiting >= 0.5) return 'host';
   return 'network';

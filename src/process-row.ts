@@ -91,15 +91,10 @@ export async function processRow(task: RowTask, ctx: RowContext): Promise<RowRes
     let written: Written;
     // An upload holds the encoded image until the store has it: those bytes count against the budget too.
     const uploadKiB = ctx.writer.holdsBytes ? await ctx.limits.reserve(img.data.length) : 0;
+    const sample = { id, ext, image: img.data, caption: caption.text, meta: sampleMeta(task, id, caption, img), previousPath: task.previousPath ?? null };
     try {
-      written = await ctx.writer.write({
-        id,
-        ext,
-        image: img.data,
-        caption: caption.text,
-        meta: sampleMeta(task, id, caption, img),
-        previousPath: task.previousPath ?? null,
-      });
+      // A row waiting for the store to take its upload: what says a run was bound by the store.
+      written = await (ctx.writer.holdsBytes ? ctx.limits.waiting('storing', () => ctx.writer.write(sample)) : ctx.writer.write(sample));
     } catch (err) {
       // A row is done only with its whole sample: the writer leaves nothing half-written behind.
       throw new RowError('write_error', (err as Error).message);

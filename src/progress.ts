@@ -237,8 +237,12 @@ function topStatuses(m: Record<string, number>): string {
 
 /** "CPU 92 % · network 5 % · host 3 % · budget 0 %" */
 function formatShares(shares: Record<Bound, number>): string {
-  const names: Record<Bound, string> = { cpu: 'CPU', network: 'network', host: 'host', budget: 'memory budget' };
-  return (Object.keys(names) as Bound[]).map((k) => `${names[k]} ${Math.round(shares[k] * 100)} %`).join(' · ');
+  const names: Record<Bound, string> = { cpu: 'CPU', network: 'network', host: 'host', budget: 'memory budget', store: 'store' };
+  // The store's share only when it held the run back: a local folder never does.
+  return (Object.keys(names) as Bound[])
+    .filter((k) => k !== 'store' || shares.store > 0)
+    .map((k) => `${names[k]} ${Math.round(shares[k] * 100)} %`)
+    .join(' · ');
 }
 
 const plural = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;

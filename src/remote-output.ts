@@ -220,6 +220,11 @@ export class TarUploads {
     this.pump();
   }
 
+  /** The run is waiting for room (see room()). */
+  get holding(): boolean {
+    return this.roomWaiter !== null;
+  }
+
   /** Resolves once fewer than TARS_WAITING closed tars wait for an upload. */
   room(): Promise<void> {
     if (this.waiting.length < TARS_WAITING) return Promise.resolve();

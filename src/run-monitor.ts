@@ -48,7 +48,7 @@ export class RunMonitor {
   private readonly bounds: ReturnType<typeof poolBounds>;
   private timer: NodeJS.Timeout | null = null;
   private samples = 0;
-  private sums = { ready: 0, busy: 0, hostWaiting: 0, budgetWaiting: 0, loop: 0, heldBack: 0 };
+  private sums = { ready: 0, busy: 0, hostWaiting: 0, budgetWaiting: 0, loop: 0, heldBack: 0, storeWaiting: 0 };
   private last: Snapshot;
   private fetchMs: number | null = null;
   /** Process CPU ms per settled row, smoothed. */
@@ -60,7 +60,7 @@ export class RunMonitor {
   /** Cores the run can keep busy: its threads, or the machine's cores if fewer. */
   private readonly cores: number;
   private exhausted = false;
-  readonly ticks: Record<Bound, number> = { cpu: 0, network: 0, host: 0, budget: 0 };
+  readonly ticks: Record<Bound, number> = noBounds();
   /** The most rows at work at once, and the most parked (see poolBounds). */
   peakInFlight = 0;
   peakParked = 0;
@@ -76,6 +76,9 @@ export class RunMonitor {
     this.last = SharedLimits.snapshot(buffer);
     this.cores = Math.max(1, Math.min(o.threads, os.availableParallelism()));
   }
+
+  /** The run waits for the store to take closed tars (set with an S3 WebDataset output). */
+  storeHeld: () => boolean = () => false;
 
   get limit(): number {
     return this.controller?.limit ?? this.bounds.start;
@@ -121,7 +124,7 @@ export class RunMonitor {
   /** Share of the run's ticks bound by each stage (before the input ran out). */
   shares(): Record<Bound, number> {
     const total = Object.values(this.ticks).reduce((a, b) => a + b, 0);
-    const out = { cpu: 0, network: 0, host: 0, budget: 0 };
+    const out = noBounds();
     if (total) for (const k of Object.keys(out) as Bound[]) out[k] = this.ticks[k] / total;
     return out;
   }
@@ -134,6 +137,8 @@ export class RunMonitor {
     this.sums.heldBack += s.heldBack;
     this.sums.budgetWaiting += s.budgetWaiting;
     this.sums.loop += s.loop;
+    // Rows uploading, or every row while the run waits for the store to take its tars.
+    this.sums.storeWaiting += this.storeHeld() ? Math.max(1, this.pool.inFlight) : s.storing;
     const parked = this.parked(s);
     this.peakInFlight = Math.max(this.peakInFlight, this.pool.inFlight - parked);
     this.peakParked = Math.max(this.peakParked, parked);
@@ -166,15 +171,19 @@ export class RunMonitor {
       hostWaiting: (this.sums.hostWaiting + this.sums.heldBack) / n,
       heldBack: this.sums.heldBack / n,
       budgetWaiting: this.sums.budgetWaiting / n,
+      storeWaiting: this.sums.storeWaiting / n,
       capacity: this.cpuPerRowMs ? (this.cores * 1000) / this.cpuPerRowMs : null,
       fetchMs: (this.fetchMs = smoothed(this.fetchMs, s.fetchUs - this.last.fetchUs, s.fetches - this.last.fetches)),
       exhausted: this.exhausted,
     };
     this.last = s;
     this.samples = 0;
-    this.sums = { ready: 0, busy: 0, hostWaiting: 0, budgetWaiting: 0, loop: 0, heldBack: 0 };
+    this.sums = { ready: 0, busy: 0, hostWaiting: 0, budgetWaiting: 0, loop: 0, heldBack: 0, storeWaiting: 0 };
     // Ticks with work to spare say what bound the run; once the input has run out, an idle pool bounds nothing.
-    if (sample.inFlight > 0 && (!this.exhausted || sample.busy >= CPU_BOUND)) this.ticks[classifyTick(sample)]++;
+    // A run held back for the store may have no row at work at all: that tick is the store's (an idle Piscina
+    // worker blocks in Atomics.wait, which its event loop counts as busy, so `busy` says nothing then).
+    if (sample.inFlight === 0 && sample.storeWaiting > 0) this.ticks.store++;
+    else if (sample.inFlight > 0 && (!this.exhausted || sample.busy >= CPU_BOUND)) this.ticks[classifyTick(sample)]++;
     const limit = this.controller ? this.controller.onSample(sample, now) : this.bounds.start;
     this.pool.setCapacity(limit + parked);
   }
@@ -196,4 +205,9 @@ function smoothed(prev: number | null, us: number, n: number): number | null {
   if (n <= 0) return prev;
   const ms = us / n / 1000;
   return prev === null ? ms : prev * 0.7 + ms * 0.3;
+}
+
+/** Each bound's share of a run that measured nothing. */
+export function noBounds(): Record<Bound, number> {
+  return { cpu: 0, network: 0, host: 0, budget: 0, store: 0 };
 }

@@ -32,7 +32,7 @@ import { SharedLimits, createSharedBuffer } from './shared-limits.js';
 import { Progress } from './progress.js';
 import type { HostSummary, Summary } from './progress.js';
 import type { Bound } from './in-flight.js';
-import { RunMonitor, poolBounds } from './run-monitor.js';
+import { RunMonitor, noBounds, poolBounds } from './run-monitor.js';
 import { boundHint } from './bound-hint.js';
 import { allocatorHint, detectAllocator, formatAllocator } from './allocator.js';
 import os from 'node:os';
@@ -346,6 +346,7 @@ async function dispatchRows(
       : null;
   if (pool) {
     monitor = new RunMonitor(limitsBuffer, pool, sizing);
+    if (uploads) monitor.storeHeld = () => uploads.holding;
     monitor.start();
     progress.inFlight = () => pool.inFlight;
     run.hooks.onPool?.(
@@ -488,7 +489,7 @@ function summarize(
   const wall = progress.elapsedS;
   const cpu = process.cpuUsage();
   const processed = progress.done;
-  const limitedBy = run.monitor?.shares() ?? { cpu: 0, network: 0, host: 0, budget: 0 };
+  const limitedBy = run.monitor?.shares() ?? noBounds();
   const hosts = hostSummaries(run, o);
   const snap = SharedLimits.snapshot(run.limitsBuffer);
   const cpuS = (cpu.user + cpu.system) / 1e6;

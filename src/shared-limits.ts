@@ -19,7 +19,7 @@ export const HOST_CEILING = 4096;
  * Rows sleeping before a retry: `backoff` after a failure with no HTTP answer (the pool parks them: see
  * poolBounds), `heldBack` after the host answered "later" (408/425/429/5xx: they still count as the host's load).
  */
-export const GAUGES = ['ready', 'busy', 'hostWaiting', 'budgetWaiting', 'loop', 'backoff', 'heldBack'] as const;
+export const GAUGES = ['ready', 'busy', 'hostWaiting', 'budgetWaiting', 'loop', 'backoff', 'heldBack', 'storing'] as const;
 export type Gauge = (typeof GAUGES)[number];
 /** Per ledger slot: owner thread id, KiB held, KiB of them settled (whole bodies), the gauges, then a count per host slot. */
 const LEDGER_HEAD = 3 + GAUGES.length;

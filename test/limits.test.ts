@@ -13,6 +13,7 @@ const idle: Omit<DemandSample, 'inFlight'> = {
   busy: 0.3,
   hostWaiting: 0,
   budgetWaiting: 0,
+  storeWaiting: 0,
   heldBack: 0,
   capacity: null,
   fetchMs: null,
@@ -50,6 +51,7 @@ function simulate(threads: number, cpuMs: number, fetchMs: number, ticks: number
         hostWaiting: 0,
         heldBack: 0,
         budgetWaiting: 0,
+        storeWaiting: 0,
         capacity: t >= lag ? capacity : null,
         fetchMs: t >= lag ? fetchMs : null,
         exhausted: false,
@@ -131,11 +133,13 @@ describe('in-flight controller', () => {
     expect(c.limit).toBe(20);
   });
 
-  it('names the bound of a tick: CPU first, then the budget, then the hosts, else the network', () => {
-    expect(classifyTick({ busy: 0.95, hostWaiting: 9, budgetWaiting: 9 })).toBe('cpu');
-    expect(classifyTick({ busy: 0.2, hostWaiting: 9, budgetWaiting: 9 })).toBe('budget');
-    expect(classifyTick({ busy: 0.2, hostWaiting: 9, budgetWaiting: 0 })).toBe('host');
-    expect(classifyTick({ busy: 0.2, hostWaiting: 0, budgetWaiting: 0 })).toBe('network');
+  it('names the bound of a tick: CPU first, then the store, the budget, the hosts, else the network', () => {
+    const t = { inFlight: 20, storeWaiting: 0 };
+    expect(classifyTick({ ...t, busy: 0.95, hostWaiting: 9, budgetWaiting: 9, storeWaiting: 20 })).toBe('cpu');
+    expect(classifyTick({ ...t, busy: 0.2, hostWaiting: 9, budgetWaiting: 9, storeWaiting: 10 })).toBe('store');
+    expect(classifyTick({ ...t, busy: 0.2, hostWaiting: 9, budgetWaiting: 9, storeWaiting: 9 })).toBe('budget');
+    expect(classifyTick({ ...t, busy: 0.2, hostWaiting: 9, budgetWaiting: 0 })).toBe('host');
+    expect(classifyTick({ ...t, busy: 0.2, hostWaiting: 0, budgetWaiting: 0 })).toBe('network');
   });
 });
 
@@ -212,17 +216,19 @@ describe('per-host limit', () => {
 describe('what bound the run', () => {
   it('names the largest share with a hint that says what to change, or that nothing needs to', () => {
     const ctx = { concurrency: 'auto' as const, maxHostConnections: null, maxRps: null, pushback: 0, threads: 16, processes: 4, cores: 16, coresBusy: 0.95 };
-    expect(dominantBound({ cpu: 0, network: 0, host: 0, budget: 0 })).toBeNull();
-    expect(boundHint({ cpu: 0.9, network: 0.1, host: 0, budget: 0 }, ctx)).toMatch(/^CPU-bound \(90 % of the run, 95 % of 16 cores busy\).*nothing to change/);
-    expect(boundHint({ cpu: 0.1, network: 0.9, host: 0, budget: 0 }, { ...ctx, concurrency: 4 })).toMatch(/network-bound.*drop --concurrency 4/);
-    expect(boundHint({ cpu: 0.1, network: 0.2, host: 0.7, budget: 0 }, { ...ctx, maxRps: 5 })).toMatch(/host-bound.*--max-rps 5; raise it/);
-    expect(boundHint({ cpu: 0.1, network: 0.2, host: 0.7, budget: 0 }, { ...ctx, pushback: 12 })).toMatch(/pushed back \(12 answers/);
-    expect(boundHint({ cpu: 0.1, network: 0.2, host: 0, budget: 0.7 }, ctx)).toMatch(/--memory-budget/);
+    expect(dominantBound({ cpu: 0, network: 0, host: 0, budget: 0, store: 0 })).toBeNull();
+    expect(boundHint({ cpu: 0.9, network: 0.1, host: 0, budget: 0, store: 0 }, ctx)).toMatch(
+      /^CPU-bound \(90 % of the run, 95 % of 16 cores busy\).*nothing to change/,
+    );
+    expect(boundHint({ cpu: 0.1, network: 0.9, host: 0, budget: 0, store: 0 }, { ...ctx, concurrency: 4 })).toMatch(/network-bound.*drop --concurrency 4/);
+    expect(boundHint({ cpu: 0.1, network: 0.2, host: 0.7, budget: 0, store: 0 }, { ...ctx, maxRps: 5 })).toMatch(/host-bound.*--max-rps 5; raise it/);
+    expect(boundHint({ cpu: 0.1, network: 0.2, host: 0.7, budget: 0, store: 0 }, { ...ctx, pushback: 12 })).toMatch(/pushed back \(12 answers/);
+    expect(boundHint({ cpu: 0.1, network: 0.2, host: 0, budget: 0.7, store: 0 }, ctx)).toMatch(/--memory-budget/);
   });
 
   it('never blames the CPU while cores sit idle: too few threads, or threads that wait on each other', () => {
     const ctx = { concurrency: 'auto' as const, maxHostConnections: null, maxRps: null, pushback: 0, threads: 16, processes: 1, cores: 16, coresBusy: 0.56 };
-    const busyWorkers = { cpu: 1, network: 0, host: 0, budget: 0 };
+    const busyWorkers = { cpu: 1, network: 0, host: 0, budget: 0, store: 0 };
     expect(boundHint(busyWorkers, ctx)).toMatch(/^workers busy \(100 % of the run\) but only 56 % of 16 cores busy: .*--processes 8/);
     expect(boundHint(busyWorkers, ctx)).not.toMatch(/CPU-bound|nothing to change/);
     expect(boundHint(busyWorkers, { ...ctx, processes: 8 })).toMatch(/shared with other work/);

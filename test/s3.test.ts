@@ -233,7 +233,10 @@ describe('--out s3://bucket/prefix', () => {
         dir,
       );
       expect(r.code).toBe(0);
-      expect(JSON.parse(r.stdout).ok).toBe(n);
+      const s = JSON.parse(r.stdout);
+      expect(s.ok).toBe(n);
+      // The summary says where the time went: the store, not the network or the CPU.
+      expect(s.limited_by_hint).toMatch(/^store-bound \(\d+ % of the run\): rows waited for the bucket/);
     } finally {
       clearInterval(watch);
       s3.faults = {};
@@ -246,6 +249,17 @@ describe('--out s3://bucket/prefix', () => {
     expect(names.filter((k) => k.endsWith('.tar')).length).toBe(n / 2);
     const verify = await pcbS3(['verify', 's3://train/slow', '--state-dir', state, '--json'], dir);
     expect(JSON.parse(verify.stdout).findings).toEqual([]);
+
+    // Files: rows that wait for their PUTs are store-bound too.
+    s3.faults = { latencyMs: 300 };
+    try {
+      const files = JSON.parse((await pcbS3(['download', file, '--out', 's3://train/slowfiles', '--threads', '1', ...common], dir)).stdout);
+      expect(files.ok).toBe(n);
+      expect(files.limited_by_hint).toMatch(/^store-bound/);
+      expect(files.limited_by.store).toBeGreaterThan(files.limited_by.network);
+    } finally {
+      s3.faults = {};
+    }
   });
 
   it('--overwrite into another format: the new image and caption replace the old image; each object says what it is', async () => {
