@@ -136,10 +136,14 @@ export class RemoteOutput {
     for (const name of doomed) await deleteObject(this.client, this.target, name);
   }
 
-  /** Local files as objects (tars, the records, run.json): each whole or not at all. */
-  async upload(files: { name: string; file: string }[], shard: Shard | null = null): Promise<void> {
+  /**
+   * Local files as objects (tars, the records, run.json): each whole or not at all. In order when
+   * `ordered` (a tar's index before the tar), else all at once: one round trip to a distant store, not one a file.
+   */
+  async upload(files: { name: string; file: string }[], shard: Shard | null = null, ordered = false): Promise<void> {
     const journal = this.journalFor(shard);
-    for (const f of files) await uploadFile(this.client, this.target, f.name, f.file, journal);
+    if (ordered) for (const f of files) await uploadFile(this.client, this.target, f.name, f.file, journal);
+    else await Promise.all(files.map((f) => uploadFile(this.client, this.target, f.name, f.file, journal)));
   }
 }
 
@@ -259,6 +263,7 @@ export class TarUploads {
           { name, file: path.join(this.dir, name) },
         ],
         this.shard,
+        true,
       );
       this.uploaded++;
     } catch (err) {

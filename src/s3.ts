@@ -15,6 +15,7 @@ import {
   GetObjectCommand,
   HeadBucketCommand,
   ListMultipartUploadsCommand,
+  type ListMultipartUploadsCommandOutput,
   ListObjectsV2Command,
   PutObjectCommand,
   S3Client,
@@ -285,17 +286,17 @@ export async function abortUpload(client: S3Client, bucket: string, key: string,
 export async function abortOpenUploads(client: S3Client, t: S3Target, mine: (name: string) => boolean): Promise<number> {
   const base = t.prefix ? `${t.prefix}/` : '';
   let aborted = 0;
-  try {
-    await client.send(new ListMultipartUploadsCommand({ Bucket: t.bucket, Prefix: base, MaxUploads: 1 }));
-  } catch (err) {
-    // Some S3-compatible stores cannot list them: the journal of the runs on this machine is then all there is.
-    if ((err as SdkError).$metadata?.httpStatusCode === 501 || (err as SdkError).name === 'NotImplemented') return 0;
-    throw err;
-  }
   let keyMarker: string | undefined;
   let idMarker: string | undefined;
   do {
-    const page = await client.send(new ListMultipartUploadsCommand({ Bucket: t.bucket, Prefix: base, KeyMarker: keyMarker, UploadIdMarker: idMarker }));
+    let page: ListMultipartUploadsCommandOutput;
+    try {
+      page = await client.send(new ListMultipartUploadsCommand({ Bucket: t.bucket, Prefix: base, KeyMarker: keyMarker, UploadIdMarker: idMarker }));
+    } catch (err) {
+      // Some S3-compatible stores cannot list them: the journal of the runs on this machine is then all there is.
+      if ((err as SdkError).$metadata?.httpStatusCode === 501 || (err as SdkError).name === 'NotImplemented') return aborted;
+      throw err;
+    }
     for (const u of page.Uploads ?? []) {
       if (!mine(u.Key!.slice(base.length))) continue;
       await abortUpload(client, t.bucket, u.Key!, u.UploadId!, null);
