@@ -75,7 +75,7 @@ export async function runCoordinated(o: DownloadOptions, hooks: RunHooks = {}): 
     const { settings, tmpDir } = prepareFolder(o, source);
     source.close();
     await remote?.prepare(o.shard, o.overwrite && o.outputFormat === 'webdataset');
-    const run = await runShares(o, hooks);
+    const run = await runShares(o, hooks, remote);
     // Every share's log is closed: the records of the run (or of its --shard) come from all of them.
     const records = await rebuildRecords(o, settings, run.progress.done);
     if (remote) await uploadRecords(o, remote, records.dest);
@@ -92,7 +92,7 @@ interface SharesRun {
   stopping: boolean;
 }
 
-async function runShares(o: DownloadOptions, hooks: RunHooks): Promise<SharesRun> {
+async function runShares(o: DownloadOptions, hooks: RunHooks, remote: RemoteOutput | null): Promise<SharesRun> {
   const count = o.processes;
   const waiting: RowTally[] = [];
   let progress: Progress | null = null;
@@ -161,11 +161,14 @@ async function runShares(o: DownloadOptions, hooks: RunHooks): Promise<SharesRun
     shares.push(share);
   }
 
-  hooks.onStart?.((hard) => {
+  hooks.onStart?.(async (hard) => {
     stopping = true;
     (progress as Progress | null)?.stop();
     stopAll(hard);
-    if (hard) for (const s of shares) s.child.kill('SIGKILL');
+    if (!hard) return;
+    for (const s of shares) s.child.kill('SIGKILL');
+    // The processes' open multipart uploads are in their journals, on this machine's disk.
+    await remote?.abortJournaled(o.shard).catch(() => undefined);
   });
 
   await Promise.all(shares.map((s) => s.exited));

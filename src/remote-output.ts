@@ -4,7 +4,7 @@
  * them), multipart uploads a killed run left open aborted, and the records uploaded at the end. Workers
  * upload flat files themselves (writer.ts).
  */
-import { mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { S3Client } from '@aws-sdk/client-s3';
 import {
@@ -121,12 +121,7 @@ export class RemoteOutput {
   async prepare(shard: Shard | null, removeTars: boolean): Promise<void> {
     const mine = (name: string) => name.endsWith(TAR_EXT) && tagInShard(tarShardTag(name), shard);
     // This machine's journals of the shard (its processes' included), then the store's own list where it has one.
-    for (const f of readdirSync(path.join(this.stateOut, STATE_DIR))) {
-      const m = /^uploads(?:\.(.+))?\.json$/.exec(f);
-      if (!m || !tagInShard(m[1] ?? '', shard)) continue;
-      const journal = this.journalAt(f);
-      for (const [uploadId, key] of journal.entries()) await abortUpload(this.client, this.target.bucket, key, uploadId, journal);
-    }
+    await this.abortJournaled(shard);
     await abortOpenUploads(this.client, this.target, mine);
     if (!removeTars) return;
     const doomed: string[] = [];
@@ -134,6 +129,26 @@ export class RemoteOutput {
       if ((mine(name) || (isTarIndexName(name) && tagInShard(tarShardTag(name), shard))) && !name.includes('/')) doomed.push(name);
     });
     for (const name of doomed) await deleteObject(this.client, this.target, name);
+  }
+
+  /**
+   * The multipart uploads open in this machine's journals of the shard (its processes' included),
+   * aborted, all at once: before a run, and when a second Ctrl-C ends one at once.
+   */
+  async abortJournaled(shard: Shard | null): Promise<void> {
+    const dir = path.join(this.stateOut, STATE_DIR);
+    const journals = existsSync(dir)
+      ? readdirSync(dir).filter((f) => {
+          const m = /^uploads(?:\.(.+))?\.json$/.exec(f);
+          return m !== null && tagInShard(m[1] ?? '', shard);
+        })
+      : [];
+    await Promise.all(
+      journals.flatMap((f) => {
+        const journal = this.journalAt(f);
+        return journal.entries().map(([uploadId, key]) => abortUpload(this.client, this.target.bucket, key, uploadId, journal));
+      }),
+    );
   }
 
   /**

@@ -46,7 +46,8 @@ import type { RemoteOutput } from './remote-output.js';
 
 export interface RunHooks {
   /** Called once the pool runs, with a function that stops the run (signals). */
-  onStart?: (stop: (hard: boolean) => void) => void;
+  /** `stop(true)` resolves once what must not outlive the process is undone (open multipart uploads aborted). */
+  onStart?: (stop: (hard: boolean) => Promise<void>) => void;
   /** Warnings for the user (a stale lock taken over); silent by default. */
   warn?: (msg: string) => void;
   /** What the run will do, once planned (before any row is dispatched). */
@@ -358,7 +359,7 @@ async function dispatchRows(
   let stopping = false;
   let settled = pool === null;
   let firstDispatchS: number | null = null;
-  run.hooks.onStart?.((hard) => {
+  run.hooks.onStart?.(async (hard) => {
     stopping = true;
     // The bar ends first, so that what the caller prints next starts on a line of its own.
     progress.stop();
@@ -366,6 +367,8 @@ async function dispatchRows(
       pool?.abandon();
       log.close();
       run.lock.release();
+      // No invisible parts left behind (and billed): the next run would abort them, but it may never come.
+      if (run.remote && !o.share) await run.remote.abortJournaled(fileShard(o)).catch(() => undefined);
     }
   });
 

@@ -408,6 +408,50 @@ describe('--out s3://bucket/prefix', () => {
     expect(members.sort()).toEqual(manifest.map((m) => `${m.id}.png`).sort());
   });
 
+  it.each([1, 2])('a second Ctrl-C during a multipart upload: pcb (%i process) exits at once and leaves no open upload behind', async (processes) => {
+    const dir = tmpDir();
+    const file = await input(dir, 12, `s3i${processes}${Date.now()}`, (i) => big[i % big.length]);
+    const prefix = `interrupted${processes}`;
+    const args = ['download', file, '--out', `s3://train/${prefix}`, '--output-format', 'webdataset', '--samples-per-tar', '4', '--resize', 'none'];
+    args.push('--threads', String(processes), '--processes', String(processes));
+    s3.faults = { partDelayMs: 1500 };
+    let pid = 0;
+    try {
+      const run = runPcb([...args, '--quiet', '--json', '--allow-private-network'], {
+        env: { ...s3.env, XDG_CACHE_HOME: path.join(dir, 'cache') },
+        onSpawn: (p) => {
+          pid = p;
+        },
+      });
+      await until(() => s3.openUploads().some((u) => u.key.startsWith(`${prefix}/`)), 'a multipart upload under way');
+      // Ctrl-C until it is gone: the first asks for a soft stop, the next (signals that arrive together count once) for a hard one.
+      let exited = false;
+      const r = await Promise.race([
+        run.then((x) => {
+          exited = true;
+          return x;
+        }),
+        (async () => {
+          while (!exited) {
+            try {
+              process.kill(pid, 'SIGINT');
+            } catch {
+              break;
+            }
+            await new Promise((w) => setTimeout(w, 100));
+          }
+          return run;
+        })(),
+      ]);
+      expect(r.code).toBe(130);
+    } finally {
+      s3.faults = {};
+    }
+    // No rerun needed: the interrupted run aborted what it had open.
+    expect(s3.openUploads().filter((u) => u.key.startsWith(`${prefix}/`))).toEqual([]);
+    expect(s3.requests.some((q) => q.method === 'DELETE' && q.path.startsWith(`/train/${prefix}/`) && q.path.includes('uploadId='))).toBe(true);
+  });
+
   it('--shard on two machines into one prefix, each with its own state; merge combines them in the bucket', async () => {
     const dir = tmpDir();
     const file = await input(dir, 10, `s3m${Date.now()}`);

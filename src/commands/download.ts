@@ -26,9 +26,10 @@ export async function download(o: DownloadOptions): Promise<number> {
       const handler = (sig: NodeJS.Signals) => {
         const code = sig === 'SIGINT' ? 130 : 143;
         if (signalCode) {
-          // Second signal: leave now. Images and captions are renamed into place whole, so nothing is half-written.
-          stop(true);
-          process.exit(code);
+          // Second signal: leave now. Images and captions are renamed into place whole, so nothing is half-written;
+          // open multipart uploads are aborted first (for 3 s at most: a store that does not answer is not waited for).
+          void Promise.race([stop(true), new Promise((r) => setTimeout(r, 3000).unref())]).finally(() => process.exit(code));
+          return;
         }
         signalCode = code;
         // Stop the bar first: the notice then starts on a line of its own instead of over the bar.
