@@ -16,6 +16,7 @@ import {
   deleteObject,
   getObject,
   getObjectRange,
+  isNotFound,
   listObjects,
   moveObject,
   s3ErrorText,
@@ -184,10 +185,9 @@ export function s3Place(remote: RemoteOutput, tmpDir: string): SamplePlace {
     tarFile: fetchTo,
     text: async (name) => (await getObject(client, target, name))?.toString('utf8') ?? null,
     remove: (name) => deleteObject(client, target, name),
-    moveAside: async (name, dir, as) => {
-      if ((await getObject(client, target, name)) === null) return;
-      await moveObject(client, target, name, `${STATE_DIR}/${dir}/${as}`);
-    },
+    // An object already gone is nothing to move (the copy finds no source).
+    moveAside: (name, dir, as) =>
+      moveObject(client, target, name, `${STATE_DIR}/${dir}/${as}`).catch((err) => (isNotFound(err) ? undefined : Promise.reject(err))),
   };
 }
 

@@ -111,6 +111,11 @@ export async function checkWritable(client: S3Client, t: S3Target): Promise<void
   }
 }
 
+/** The store said there is no such object (404, NoSuchKey). */
+export function isNotFound(err: unknown): boolean {
+  return (err as SdkError)?.$metadata?.httpStatusCode === 404 || (err as SdkError)?.name === 'NoSuchKey';
+}
+
 /** The bucket exists and the credentials may use it: one line that says what to do otherwise; exit 1. */
 export async function checkBucket(client: S3Client, t: S3Target): Promise<void> {
   const where = s3Url(t);
@@ -174,7 +179,7 @@ export async function getObject(client: S3Client, t: S3Target, name: string): Pr
     const r = await client.send(new GetObjectCommand({ Bucket: t.bucket, Key: keyOf(t, name) }));
     return Buffer.from(await r.Body!.transformToByteArray());
   } catch (err) {
-    if ((err as SdkError).$metadata?.httpStatusCode === 404) return null;
+    if (isNotFound(err)) return null;
     throw err;
   }
 }
@@ -198,7 +203,7 @@ export async function getObjectRange(
     return { data, size: total ? Number(total[1]) : data.length };
   } catch (err) {
     const status = (err as SdkError).$metadata?.httpStatusCode;
-    if (status === 404) return null;
+    if (isNotFound(err)) return null;
     if (status === 416 && Range) return getObjectRange(client, t, name, 0, null);
     throw err;
   }
@@ -275,7 +280,7 @@ export async function abortUpload(client: S3Client, bucket: string, key: string,
     await client.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: uploadId }));
     journal?.closed(uploadId);
   } catch (err) {
-    if ((err as SdkError).$metadata?.httpStatusCode === 404) journal?.closed(uploadId);
+    if (isNotFound(err)) journal?.closed(uploadId);
   }
 }
 

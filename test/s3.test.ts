@@ -69,6 +69,20 @@ function pcbS3(args: string[], dir: string, env: NodeJS.ProcessEnv = {}) {
   return runPcb(args, { env: { ...s3.env, XDG_CACHE_HOME: path.join(dir, 'cache'), ...env } });
 }
 
+/** A download of the big photos at full size into tars of 4 (two tars past a single PUT: multipart) under `train/<prefix>`. */
+const bigTars = (file: string, prefix: string) => [
+  'download',
+  file,
+  '--out',
+  `s3://train/${prefix}`,
+  '--output-format',
+  'webdataset',
+  '--samples-per-tar',
+  '4',
+  '--resize',
+  'none',
+];
+
 const range = (n: number) => Array.from({ length: n }, (_, i) => i);
 const fetched = (tag: string) => kit.server.requests.filter((q) => q.path.includes(`t=${tag}&`)).length;
 
@@ -116,26 +130,7 @@ describe('--out s3://bucket/prefix', () => {
   it('webdataset: tars uploaded whole (multipart when large) with their index, verify agrees; config names the bucket but writes no secret', async () => {
     const dir = tmpDir();
     const file = await input(dir, 8, `s3w${Date.now()}`, (i) => big[i % big.length]);
-    const r = await pcbS3(
-      [
-        'download',
-        file,
-        '--out',
-        's3://train/wds',
-        '--output-format',
-        'webdataset',
-        '--samples-per-tar',
-        '4',
-        '--resize',
-        'none',
-        '--format',
-        'png',
-        '--threads',
-        '1',
-        ...common.filter((a) => a !== '--resolution' && a !== '128'),
-      ],
-      dir,
-    );
+    const r = await pcbS3([...bigTars(file, 'wds'), '--format', 'png', '--threads', '1', ...common.filter((a) => a !== '--resolution' && a !== '128')], dir);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     const names = await objects('wds');
@@ -351,23 +346,7 @@ describe('--out s3://bucket/prefix', () => {
     const dir = tmpDir();
     const n = 12;
     const file = await input(dir, n, `s3k${Date.now()}`, (i) => big[i % big.length]);
-    const args = [
-      'download',
-      file,
-      '--out',
-      's3://train/killed',
-      '--output-format',
-      'webdataset',
-      '--samples-per-tar',
-      '4',
-      '--resize',
-      'none',
-      '--threads',
-      '1',
-      '--quiet',
-      '--json',
-      '--allow-private-network',
-    ];
+    const args = [...bigTars(file, 'killed'), '--threads', '1', '--quiet', '--json', '--allow-private-network'];
     s3.faults = { partDelayMs: 400 };
     let pid = 0;
     const run = runPcb(args, {
@@ -412,8 +391,7 @@ describe('--out s3://bucket/prefix', () => {
     const dir = tmpDir();
     const file = await input(dir, 12, `s3i${processes}${Date.now()}`, (i) => big[i % big.length]);
     const prefix = `interrupted${processes}`;
-    const args = ['download', file, '--out', `s3://train/${prefix}`, '--output-format', 'webdataset', '--samples-per-tar', '4', '--resize', 'none'];
-    args.push('--threads', String(processes), '--processes', String(processes));
+    const args = [...bigTars(file, prefix), '--threads', String(processes), '--processes', String(processes)];
     s3.faults = { partDelayMs: 1500 };
     let pid = 0;
     try {
