@@ -19,7 +19,7 @@ export interface DemandSample {
   inFlight: number;
   /** Rows whose bytes are in, waiting for a worker's CPU slot (averaged over the tick). */
   ready: number;
-  /** How busy the CPU was over the tick, 0..1: the machine's cores, or the workers' CPU slots or event loops, whichever is fuller. */
+  /** How busy the CPU was over the tick for pcb, 0..1: its own CPU over the cores it may use, or the workers' CPU slots or event loops, whichever is fuller. */
   busy: number;
   /** Rows waiting for a host's limit, the rate cap or a Retry-After (averaged over the tick). */
   hostWaiting: number;

@@ -54,7 +54,7 @@ export class RunMonitor {
   /** Process CPU ms per settled row, smoothed. */
   private cpuPerRowMs: number | null = null;
   private lastCpu = process.cpuUsage();
-  private lastMachine = machineTimes();
+  private lastTickAt = performance.now();
   private settledRows = 0;
   private lastSettled = 0;
   /** Cores the run can keep busy: its threads, or the machine's cores if fewer. */
@@ -159,14 +159,15 @@ export class RunMonitor {
     this.cpuPerRowMs = smoothed(this.cpuPerRowMs, cpuMs * 1000, this.settledRows - this.lastSettled);
     this.lastCpu = process.cpuUsage();
     this.lastSettled = this.settledRows;
-    const machine = machineTimes();
-    const machineBusy = 1 - (machine.idle - this.lastMachine.idle) / Math.max(1, machine.total - this.lastMachine.total);
-    this.lastMachine = machine;
+    // pcb's own CPU over the cores it may use, not the machine's busy share: beside other processes' work, a run
+    // waiting for bytes read as CPU-bound. A run starved of CPU by others still shows it: its workers' slots stay full.
+    const ownCpu = cpuMs / Math.max(1, (now - this.lastTickAt) * this.cores);
+    this.lastTickAt = now;
     const sample: DemandSample = {
       inFlight: this.pool.inFlight - parked,
       ready: this.sums.ready / n,
-      // Room on the CPU: none when the machine's cores are busy, or when every worker's CPU slot or event loop is.
-      busy: Math.min(1, Math.max(this.sums.busy / n / this.o.threads, this.sums.loop / 1000 / n / this.o.threads, machineBusy)),
+      // Room on the CPU: none when pcb used every core it may use, or when every worker's CPU slot or event loop is busy.
+      busy: Math.min(1, Math.max(this.sums.busy / n / this.o.threads, this.sums.loop / 1000 / n / this.o.threads, ownCpu)),
       // Rows the host put back count as host-bound time, as rows waiting for its limit do.
       hostWaiting: (this.sums.hostWaiting + this.sums.heldBack) / n,
       heldBack: this.sums.heldBack / n,
@@ -187,17 +188,6 @@ export class RunMonitor {
     const limit = this.controller ? this.controller.onSample(sample, now) : this.bounds.start;
     this.pool.setCapacity(limit + parked);
   }
-}
-
-/** CPU time of every core of the machine, idle and in all, in ms since boot. */
-function machineTimes(): { idle: number; total: number } {
-  let idle = 0;
-  let total = 0;
-  for (const c of os.cpus()) {
-    idle += c.times.idle;
-    total += c.times.user + c.times.nice + c.times.sys + c.times.idle + c.times.irq;
-  }
-  return { idle, total };
 }
 
 /** A running mean in ms of `us` over `n` events, smoothed across ticks; unchanged without events. */

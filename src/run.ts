@@ -5,7 +5,7 @@ import { composeShard } from './options.js';
 import type { DownloadOptions, Shard } from './options.js';
 import { Source, buildDuplicateTable, closeDuckDB, countPlan, openDuckDB, streamTasks } from './source.js';
 import type { Plan } from './source.js';
-import { ensureWritableDir } from './output.js';
+import { ensureWritableDir, makeDirs } from './output.js';
 import {
   STATE_DIR,
   allLogPaths,
@@ -115,8 +115,8 @@ export async function openChecked(o: DownloadOptions): Promise<Source> {
   await source.checkWhere(o.where);
 
   await ensureWritableDir(o.out);
-  const stateDir = path.join(o.out, STATE_DIR);
-  if (!existsSync(stateDir)) mkdirSync(stateDir);
+  // Shards started side by side make it at the same moment: a look, then mkdir, failed one of them with EEXIST.
+  await makeDirs(path.join(o.out, STATE_DIR));
   return source;
 }
 
@@ -181,7 +181,7 @@ export function prepareFolder(o: DownloadOptions, source: Source): { settings: F
   rmSync(tmpDir, { recursive: true, force: true });
   mkdirSync(tmpDir);
   // One listing of the folder serves both sweeps: dead runs' temporary files and indexes left without their tar.
-  const orphans = orphanIndexSweep(o.out);
+  const orphans = orphanIndexSweep(o.out, o.shard);
   removeStaleTemps(o.out, orphans.see);
   orphans.sweep();
   removeStaleTemps(stateDir);

@@ -148,15 +148,18 @@ export function discardWorkerTars(tmpDir: string, threadId: number): void {
 }
 
 /**
- * Indexes whose tar is not there (a kill between the two renames) name nothing, so they go. `see` takes
- * the folder's names as another listing passes them (the stale-temporary sweep's), so the folder of a
- * million images is listed once for both; `sweep` then removes the orphans.
+ * Indexes of this shard whose tar is not there (a kill between the two renames) name nothing, so they go.
+ * Only this shard's: another shard running beside it publishes its index a moment before its tar, and
+ * that index is not an orphan. `see` takes the folder's names as another listing passes them (the
+ * stale-temporary sweep's), so the folder of a million images is listed once for both; `sweep` then
+ * removes the orphans.
  */
-export function orphanIndexSweep(out: string): { see: (name: string) => void; sweep: () => void } {
+export function orphanIndexSweep(out: string, shard: Shard | null): { see: (name: string) => void; sweep: () => void } {
   const names = new Set<string>();
   return {
     see: (n) => {
-      if (TAR_NAME.test(n)) names.add(n);
+      const m = TAR_NAME.exec(n);
+      if (m && tagInShard(m[1], shard)) names.add(n);
     },
     sweep: () => {
       for (const n of names) if (isTarIndexName(n) && !names.has(n.slice(0, -'.json'.length) + TAR_EXT)) rmSync(path.join(out, n), { force: true });

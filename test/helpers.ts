@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { afterAll, beforeAll } from 'vitest';
+import { afterAll, beforeAll, onTestFailed } from 'vitest';
 import os from 'node:os';
 import path from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
@@ -26,9 +26,38 @@ export function tmpDir(prefix = 'pcb-test-'): string {
   return d;
 }
 
-/** Run the real CLI (bin/pcb → dist/) as a user would. */
+/**
+ * When the test that made it fails, a run of pcb is told on stderr: its arguments, how it ended and the end of
+ * its stderr, so that a failure in CI says what pcb did. Outside a test (a file's hooks) it is a no-op.
+ */
+export function reportOnFailure(what: string, ended: () => string, stderr: () => string): void {
+  try {
+    onTestFailed(() => {
+      const tail = stderr().trim().split('\n').slice(-40).join('\n');
+      process.stderr.write(`\n--- ${what}\n    ${ended()}\n${tail ? `    stderr (last lines):\n${tail.replace(/^/gm, '    | ')}\n` : '    stderr: (empty)\n'}`);
+    });
+  } catch {
+    /* not inside a running test */
+  }
+}
+
+/** Run a command (pcb, or pcb under another tool); a failing test prints how it ended and its stderr. */
+export function runCommand(cmd: string, args: string[], opts: SpawnOptions = {}): Promise<Ran> {
+  let ran: Ran | null = null;
+  reportOnFailure(
+    `${cmd === PCB ? 'pcb' : cmd} ${args.join(' ')}`,
+    () => (ran ? `exit ${ran.code}${ran.signal ? ` (signal ${ran.signal})` : ''}` : 'still running when the test failed'),
+    () => ran?.stderr ?? '',
+  );
+  return spawnCollect(cmd, args, { timeoutMs: 110_000, ...opts, env: { NO_COLOR: '1', ...opts.env } }).then((r) => {
+    ran = r;
+    return r;
+  });
+}
+
+/** Run the real CLI (bin/pcb → dist/) as a user would; a failing test prints how each of its runs ended. */
 export function runPcb(args: string[], opts: SpawnOptions = {}): Promise<Ran> {
-  return spawnCollect(PCB, args, { timeoutMs: 110_000, ...opts, env: { NO_COLOR: '1', ...opts.env } });
+  return runCommand(PCB, args, opts);
 }
 
 /** Rows of a parquet file (or any DuckDB query over it) as plain JS objects. */
@@ -112,7 +141,18 @@ export function runInPty(args: string[], cols = 80, env: NodeJS.ProcessEnv = {})
   child.stderr.on('data', (d) => {
     raw += d;
   });
-  const done = new Promise<{ code: number | null; raw: string }>((resolve) => child.on('exit', (code) => resolve({ code, raw })));
+  let ended = 'still running when the test failed';
+  const done = new Promise<{ code: number | null; raw: string }>((resolve) =>
+    child.on('exit', (code, signal) => {
+      ended = `exit ${code}${signal ? ` (signal ${signal})` : ''}`;
+      resolve({ code, raw });
+    }),
+  );
+  reportOnFailure(
+    `(terminal) ${args.join(' ')}`,
+    () => ended,
+    () => raw,
+  );
   return {
     done,
     output: () => raw,

@@ -201,7 +201,9 @@ describe('--out s3://bucket/prefix', () => {
     const file = await input(dir, n, `s3b${Date.now()}`);
     const state = path.join(dir, 'state');
     const uploading = path.join(state, '.pcb', 'tmp', 'uploading');
-    s3.faults = { latencyMs: 150 };
+    // Each request 500 ms away: ~30 tars of two rows take the store ~15 s, the rows' resizing well under 2 s of
+    // CPU even with the machine's cores taken by other work, so the store is the bound with a margin load cannot erase.
+    s3.faults = { latencyMs: 500 };
     let most = 0;
     const watch = setInterval(() => {
       if (existsSync(uploading)) most = Math.max(most, readdirSync(uploading).filter((f) => f.endsWith('.tar')).length);
@@ -245,8 +247,9 @@ describe('--out s3://bucket/prefix', () => {
     const verify = await pcbS3(['verify', 's3://train/slow', '--state-dir', state, '--json'], dir);
     expect(JSON.parse(verify.stdout).findings).toEqual([]);
 
-    // Files: rows that wait for their PUTs are store-bound too.
-    s3.faults = { latencyMs: 300 };
+    // Files: rows that wait for their PUTs are store-bound too. 2 s a PUT against a few ms of CPU a row (tens
+    // under load): at 300 ms, a loaded machine's resizing took as long as the uploads and the run read as CPU-bound.
+    s3.faults = { latencyMs: 2000 };
     try {
       const files = JSON.parse((await pcbS3(['download', file, '--out', 's3://train/slowfiles', '--threads', '1', ...common], dir)).stdout);
       expect(files.ok).toBe(n);

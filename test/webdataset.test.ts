@@ -5,10 +5,10 @@
  */
 import { describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync, truncateSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, truncateSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { DATASET_COLUMNS, datasetRow, writeParquet } from '../src/kit/dataset.js';
-import { loggedRows, readParquet, runPcb, tmpDir, until, useKit } from './helpers.js';
+import { PCB, loggedRows, readParquet, runCommand, runPcb, tmpDir, until, useKit } from './helpers.js';
 
 const kit = useKit(6);
 const common = ['--allow-private-network', '--resolution', '128', '--output-format', 'webdataset', '--quiet', '--json'];
@@ -211,5 +211,37 @@ describe('webdataset output', () => {
     const metadata = await readParquet(path.join(out, 'metadata.parquet'), '');
     expect(metadata.length).toBe(24);
     expect(new Set(metadata.map((m) => m.tar)).size).toBe(tars.length);
+  });
+
+  it('a shard leaves another shard\'s index alone (published a moment before its tar), and sweeps only its own orphans', async () => {
+    const dir = tmpDir();
+    const file = await input(dir, 6);
+    const out = path.join(dir, 'out');
+    mkdirSync(out);
+    // The moment between another shard's two renames: its index is in the folder, its tar not yet.
+    const theirs = 'shard-1-of-2-zz-w1-00000.json';
+    const ours = 'shard-0-of-2-zz-w1-00000.json';
+    for (const f of [theirs, ours]) writeFileSync(path.join(out, f), '{"files":{}}\n');
+    const r = await runPcb(['download', file, '--out', out, '--threads', '1', '--shard', '0/2', '--samples-per-tar', '5', ...common]);
+    expect(r.code).toBe(0);
+    expect(existsSync(path.join(out, theirs))).toBe(true);
+    expect(existsSync(path.join(out, ours))).toBe(false);
+  });
+
+  // strace holds one shard's mkdir of .pcb for 3 s while the other makes it: before the fix, the held shard had
+  // looked, found no folder, and then failed on mkdir with EEXIST ("unexpected error", exit 1), as in a busy CI run.
+  it.skipIf(spawnSync('strace', ['-V']).status !== 0)('two shards making the state folder at the same moment both run (strace holds one mkdir)', async () => {
+    const dir = tmpDir();
+    const file = await input(dir, 6);
+    const out = path.join(dir, 'out');
+    const args = (s: string) => ['download', file, '--out', out, '--threads', '1', '--shard', s, '--samples-per-tar', '5', ...common];
+    const held = runCommand('strace', ['-f', '-qq', '-o', '/dev/null', '-P', path.join(out, '.pcb'), '-e', 'trace=mkdir,mkdirat', '-e', 'inject=mkdir,mkdirat:delay_enter=3000000', PCB, ...args('0/2')]);
+    // The held shard has made --out and is about to make .pcb: the other starts now, and makes it first.
+    await until(() => existsSync(out), 'the first shard to make --out');
+    const other = await runPcb(args('1/2'));
+    const first = await held;
+    expect([first.code, other.code]).toEqual([0, 0]);
+    expect(first.stderr).not.toMatch(/EEXIST/);
+    expect(samples(out).length).toBe(6);
   });
 });
