@@ -213,7 +213,7 @@ describe('webdataset output', () => {
     expect(new Set(metadata.map((m) => m.tar)).size).toBe(tars.length);
   });
 
-  it('a shard leaves another shard\'s index alone (published a moment before its tar), and sweeps only its own orphans', async () => {
+  it("a shard leaves another shard's index alone (published a moment before its tar), and sweeps only its own orphans", async () => {
     const dir = tmpDir();
     const file = await input(dir, 6);
     const out = path.join(dir, 'out');
@@ -235,7 +235,20 @@ describe('webdataset output', () => {
     const file = await input(dir, 6);
     const out = path.join(dir, 'out');
     const args = (s: string) => ['download', file, '--out', out, '--threads', '1', '--shard', s, '--samples-per-tar', '5', ...common];
-    const held = runCommand('strace', ['-f', '-qq', '-o', '/dev/null', '-P', path.join(out, '.pcb'), '-e', 'trace=mkdir,mkdirat', '-e', 'inject=mkdir,mkdirat:delay_enter=3000000', PCB, ...args('0/2')]);
+    const held = runCommand('strace', [
+      '-f',
+      '-qq',
+      '-o',
+      '/dev/null',
+      '-P',
+      path.join(out, '.pcb'),
+      '-e',
+      'trace=mkdir,mkdirat',
+      '-e',
+      'inject=mkdir,mkdirat:delay_enter=3000000',
+      PCB,
+      ...args('0/2'),
+    ]);
     // The held shard has made --out and is about to make .pcb: the other starts now, and makes it first.
     await until(() => existsSync(out), 'the first shard to make --out');
     const other = await runPcb(args('1/2'));
