@@ -117,6 +117,7 @@ export async function processRow(task: RowTask, ctx: RowContext): Promise<RowRes
       path: written.path,
       caption_source: caption.source,
       ms: Date.now() - started,
+      written: img.data.length + Buffer.byteLength(caption.text),
       ...(written.closedTar ? { closedTar: written.closedTar } : {}),
     };
   } catch (err) {

@@ -1,6 +1,6 @@
 /** The command line: every command and its options, wired to the function that runs it. */
 import { Command, Option } from '@commander-js/extra-typings';
-import { UsageError } from './errors.js';
+import { FatalError, UsageError } from './errors.js';
 import {
   choiceOption,
   defaultMemoryBudget,
@@ -247,6 +247,21 @@ export function buildProgram() {
     .action(async (given, opts) => {
       const { out, remote } = await openOutput(given, opts.stateDir ?? null, { write: false });
       await runStatus(out, { input: opts.input ?? null, json: Boolean(opts.json) }, remote);
+    });
+
+  program
+    .command('report')
+    .description('one self-contained HTML page of the run and the dataset: counts, failures, aspect buckets, caption lengths, a contact sheet')
+    .argument('<out>', 'the folder pcb download wrote, or its s3://bucket/prefix')
+    .addOption(new Option('-o, --output <file.html>', 'where to write the page [<out>/.pcb/report.html, or the state folder for s3://]'))
+    .addOption(new Option('--samples <n>', 'images on the contact sheet').default(48).argParser(numberOption('--samples', 0, true)))
+    .addOption(OPT.stateDir())
+    .action(async (given, opts) => {
+      // sharp and Vega are loaded only here.
+      const { runReport } = await import('./commands/report.js');
+      if (!parseS3Url(given) && !existsSync(given)) throw new FatalError(`${given} does not exist; pass the folder pcb download wrote (--out)`);
+      const { out, remote } = await openOutput(given, opts.stateDir ?? null, { write: false });
+      await runReport(out, { output: opts.output ?? null, samples: Math.floor(opts.samples) }, remote, remote?.url ?? out);
     });
 
   program

@@ -286,5 +286,6 @@ export function formatSummary(s: Summary): string {
     `  images and captions in ${s.out}`,
     `  manifest ${s.manifest}`,
     `  metadata ${s.metadata}`,
+    `  report: pcb report ${s.out}${s.state_dir ? ` --state-dir ${s.state_dir}` : ''}`,
   ].join('\n');
 }

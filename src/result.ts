@@ -41,13 +41,15 @@ export interface RowResult {
   source: ImageSource | null;
   /** Not a record: a tar this row's sample closed, for the main thread to move into place once the row is logged. */
   closedTar?: string;
+  /** In the log only (for the report): bytes of the image and caption written. */
+  written?: number;
 }
 
 /**
  * The one schema of a row's record: the log's JSON lines are read with these DuckDB types, and
- * manifest.parquet has these columns in this order. `run` and `seq` order a row's outcomes in the log.
+ * manifest.parquet has these columns in this order (the log adds LOG_ONLY_COLUMNS).
  */
-export const RESULT_COLUMNS: Record<Exclude<keyof RowResult, 'closedTar'>, string> = {
+export const RESULT_COLUMNS: Record<Exclude<keyof RowResult, 'closedTar' | 'written'>, string> = {
   row: 'BIGINT',
   id: 'VARCHAR',
   url: 'VARCHAR',
@@ -66,7 +68,11 @@ export const RESULT_COLUMNS: Record<Exclude<keyof RowResult, 'closedTar'>, strin
   message: 'VARCHAR',
   source: 'VARCHAR',
 };
-export const LOG_ORDER_COLUMNS = { run: 'BIGINT', seq: 'BIGINT' } as const;
+/**
+ * Columns of the log that are not records: `run` and `seq` order a row's outcomes, `at` is when it settled
+ * (ms since the epoch) and `written` the bytes of its image and caption, for the report.
+ */
+export const LOG_ONLY_COLUMNS = { run: 'BIGINT', seq: 'BIGINT', at: 'BIGINT', written: 'BIGINT' } as const;
 export const MANIFEST_COLUMNS = Object.keys(RESULT_COLUMNS) as (keyof typeof RESULT_COLUMNS)[];
 
 export function failedResult(task: RowTask, error: RowError, started: number, extra: Partial<RowResult> = {}): RowResult {

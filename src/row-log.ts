@@ -4,7 +4,7 @@
  */
 import { closeSync, fstatSync, fsyncSync, openSync, readSync, writeSync } from 'node:fs';
 import type { RowResult } from './result.js';
-import { LOG_ORDER_COLUMNS, RESULT_COLUMNS } from './result.js';
+import { LOG_ONLY_COLUMNS, RESULT_COLUMNS } from './result.js';
 import { ident, literal } from './sql.js';
 
 /** Write every byte: writeSync may write fewer than asked (a full disk, a signal). */
@@ -36,7 +36,7 @@ export class RowLog {
   }
 
   append(r: RowResult): void {
-    this.pending.push(JSON.stringify({ ...r, run: this.run, seq: this.seq++ }) + '\n');
+    this.pending.push(JSON.stringify({ ...r, run: this.run, seq: this.seq++, at: Date.now() }) + '\n');
     if (this.pending.length >= 256) this.flush();
   }
 
@@ -61,7 +61,7 @@ export class RowLog {
   }
 }
 
-const LOG_COLUMNS = Object.entries({ ...RESULT_COLUMNS, ...LOG_ORDER_COLUMNS });
+const LOG_COLUMNS = Object.entries({ ...RESULT_COLUMNS, ...LOG_ONLY_COLUMNS });
 
 /**
  * Every readable line of the logs; unreadable ones (torn by a kill) are skipped one by one. The logs are

@@ -1,3 +1,5 @@
+import { aspectBucket } from '../src/report/charts.js';
+import { binSeconds } from '../src/report/data.js';
 import { describe, expect, it } from 'vitest';
 import { captionFileName, checkId, chooseCaption } from '../src/row.js';
 import { isBlockedAddress, parseRowUrl } from '../src/address.js';
@@ -141,5 +143,26 @@ describe('captionFileName', () => {
       '.hidden-ok.txt',
       'a..txt',
     ]);
+  });
+});
+
+describe("the report's aspect buckets: SimpleTuner's round(width / height, 2), Python's rounding", () => {
+  it('matches Python on exact ties (half to even) and on floats just off a tie', () => {
+    // Python: round(1152/1024, 2) == 1.12, round(896/1024, 2) == 0.88, round(1408/1024, 2) == 1.38, round(640/1024, 2) == 0.62
+    expect(aspectBucket(1152, 1024)).toBe(1.12);
+    expect(aspectBucket(896, 1024)).toBe(0.88);
+    expect(aspectBucket(1408, 1024)).toBe(1.38);
+    expect(aspectBucket(640, 1024)).toBe(0.62);
+    // Not ties: round(1216/832, 2) == 1.46, round(201/200, 2) == 1.0 (the float is below 1.005), round(1536/1024, 2) == 1.5
+    expect(aspectBucket(1216, 832)).toBe(1.46);
+    expect(aspectBucket(201, 200)).toBe(1);
+    expect(aspectBucket(1536, 1024)).toBe(1.5);
+    expect(aspectBucket(1024, 1024)).toBe(1);
+  });
+  it('cuts a span of time into at most ~60 bars', () => {
+    expect(binSeconds(30_000)).toBe(1);
+    expect(binSeconds(10 * 60_000)).toBe(10);
+    expect(binSeconds(3 * 3600_000)).toBe(300);
+    expect(binSeconds(40 * 86400_000)).toBe(86400);
   });
 });

@@ -3,6 +3,22 @@ import { runDownload } from '../run.js';
 import { runCoordinated } from '../coordinator.js';
 import { formatSummary } from '../progress.js';
 import type { DownloadOptions } from '../options.js';
+import type { Summary } from '../progress.js';
+import { STATE_DIR } from '../folder.js';
+import { appendFileSync } from 'node:fs';
+import path from 'node:path';
+
+/** Each run's summary, one line in `.pcb/runs.jsonl` (the state folder's for s3://): the report shows a resumed dataset's runs in order. */
+function recordRun(summary: Summary): void {
+  try {
+    appendFileSync(
+      path.join(summary.state_dir ?? summary.out, STATE_DIR, 'runs.jsonl'),
+      JSON.stringify({ ...summary, finished_at: new Date().toISOString() }) + '\n',
+    );
+  } catch {
+    /* the summary still goes to stdout; the report then lacks this run's line */
+  }
+}
 
 /** libuv's threadpool runs sharp's work for every thread; bin/pcb sizes it, a bare `node` keeps 4. */
 function warnSmallThreadpool(o: DownloadOptions): void {
@@ -40,6 +56,7 @@ export async function download(o: DownloadOptions): Promise<number> {
       process.on('SIGTERM', handler);
     },
   });
+  recordRun(summary);
   if (o.json) process.stdout.write(JSON.stringify(summary) + '\n');
   else process.stdout.write(formatSummary(summary) + '\n');
   if (signalCode) return signalCode;

@@ -103,6 +103,7 @@ export async function runStatus(out: string, opts: { input: string | null; json:
       : r.input && !r.input_found
         ? `  rows left: unknown: the input ${r.input} is not there any more; pass --input <parquet> to count them`
         : `  rows left: unknown (pass --input <parquet>)`,
+    `  to see them: pcb report ${r.out}`,
   ];
   process.stdout.write(lines.join('\n') + '\n');
 }
