@@ -6,7 +6,7 @@
  * lost after a completed run; 5 % lost after a killed one, from the logs alone), `pcb merge`, the flat folder's listing and
  * create/rename costs, and the pool's dispatch cost alone at capacities 32, 1,024 and 4,096.
  */
-import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -20,47 +20,10 @@ import { RowPool } from '../src/pool.js';
 import { bareCapacity, bareWorkerConfig } from '../src/kit/pool-config.js';
 import type { Summary } from '../src/progress.js';
 import { bareValidate } from './bare.js';
-import { cpuNow, run } from './spawn.js';
+import { cpuNow, run, sampled } from './spawn.js';
+import type { Sampled } from './spawn.js';
 
 const ROOT = projectRoot();
-/** Clock ticks per second in /proc's CPU times (USER_HZ, 100 on Linux). */
-const TICK = 100;
-
-interface Sampled {
-  stdout: string;
-  code: number | null;
-  peakRssMb: number;
-  timeline: [number, number][];
-  mainCpuS: number;
-}
-
-/** Run bin/pcb, sampling its RSS and its main thread's CPU from /proc every 200 ms. */
-async function sampled(args: string[]): Promise<Sampled> {
-  const started = Date.now();
-  const timeline: [number, number][] = [];
-  let peak = 0;
-  let mainCpuS = 0;
-  let timer: NodeJS.Timeout | null = null;
-  const sample = (pid: number) => {
-    try {
-      const rss = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
-      peak = Math.max(peak, rss);
-      timeline.push([(Date.now() - started) / 1000, rss]);
-      const stat = readFileSync(`/proc/${pid}/task/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-      mainCpuS = (Number(stat[11]) + Number(stat[12])) / TICK;
-    } catch {
-      /* exited between samples */
-    }
-  };
-  const r = await run(path.join(ROOT, 'bin', 'pcb'), args, {
-    onSpawn: (pid) => {
-      timer = setInterval(() => sample(pid), 200);
-    },
-  });
-  if (timer) clearInterval(timer);
-  return { stdout: r.stdout, code: r.code, peakRssMb: peak, timeline, mainCpuS };
-}
-
 interface Staged {
   peak_rss_mb: number;
   planning_peak_rss_mb: number;

@@ -61,6 +61,12 @@ function asRowError(err: unknown): RowError {
   return err instanceof RowError ? err : new RowError('internal_error', `unexpected: ${err instanceof Error ? err.message : String(err)}`);
 }
 
+/** Words of a caption, split at whitespace: what the report's caption lengths count. */
+export function wordCount(text: string): number {
+  const t = text.trim();
+  return t ? t.split(/\s+/).length : 0;
+}
+
 /** Download → resize → write image, then caption. Never throws: every outcome is a manifest row. */
 export async function processRow(task: RowTask, ctx: RowContext): Promise<RowResult> {
   const started = Date.now();
@@ -118,6 +124,7 @@ export async function processRow(task: RowTask, ctx: RowContext): Promise<RowRes
       caption_source: caption.source,
       ms: Date.now() - started,
       written: img.data.length + Buffer.byteLength(caption.text),
+      words: wordCount(caption.text),
       ...(written.closedTar ? { closedTar: written.closedTar } : {}),
     };
   } catch (err) {

@@ -43,13 +43,15 @@ export interface RowResult {
   closedTar?: string;
   /** In the log only (for the report): bytes of the image and caption written. */
   written?: number;
+  /** In the log only (for the report): words in the caption written (split at whitespace). */
+  words?: number;
 }
 
 /**
  * The one schema of a row's record: the log's JSON lines are read with these DuckDB types, and
  * manifest.parquet has these columns in this order (the log adds LOG_ONLY_COLUMNS).
  */
-export const RESULT_COLUMNS: Record<Exclude<keyof RowResult, 'closedTar' | 'written'>, string> = {
+export const RESULT_COLUMNS: Record<Exclude<keyof RowResult, 'closedTar' | 'written' | 'words'>, string> = {
   row: 'BIGINT',
   id: 'VARCHAR',
   url: 'VARCHAR',
@@ -70,9 +72,9 @@ export const RESULT_COLUMNS: Record<Exclude<keyof RowResult, 'closedTar' | 'writ
 };
 /**
  * Columns of the log that are not records: `run` and `seq` order a row's outcomes, `at` is when it settled
- * (ms since the epoch) and `written` the bytes of its image and caption, for the report.
+ * (ms since the epoch), `written` the bytes of its image and caption and `words` its caption's words, for the report.
  */
-export const LOG_ONLY_COLUMNS = { run: 'BIGINT', seq: 'BIGINT', at: 'BIGINT', written: 'BIGINT' } as const;
+export const LOG_ONLY_COLUMNS = { run: 'BIGINT', seq: 'BIGINT', at: 'BIGINT', written: 'BIGINT', words: 'INTEGER' } as const;
 export const MANIFEST_COLUMNS = Object.keys(RESULT_COLUMNS) as (keyof typeof RESULT_COLUMNS)[];
 
 export function failedResult(task: RowTask, error: RowError, started: number, extra: Partial<RowResult> = {}): RowResult {

@@ -6,7 +6,7 @@
  * thumbnail decodes, the charts are drawn. On files, WebDataset, a bucket, a run in progress and merged shards.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Browser } from 'puppeteer-core';
 import { DATASET_COLUMNS, datasetRow, writeParquet } from '../src/kit/dataset.js';
@@ -71,6 +71,8 @@ interface Seen {
   charts: number;
   inProgress: boolean;
   text: string;
+  /** Each thumbnail's hover text. */
+  titles: string[];
 }
 
 /** Opens the report as a user would, and keeps a screenshot beside it. */
@@ -103,6 +105,7 @@ async function openReport(file: string): Promise<Seen | null> {
       thumbs: { total: imgs.length, decoded: imgs.filter((i) => i.complete && i.naturalWidth > 0 && i.naturalHeight > 0).length },
       charts,
       inProgress: document.getElementById('in-progress') !== null,
+      titles: [...document.querySelectorAll<HTMLElement>('.sheet figure')].map((f) => f.title),
       text: document.body.textContent ?? '',
     };
   });
@@ -161,6 +164,10 @@ describe('pcb report', () => {
       expect(seen.text).toContain('1.50');
       expect(seen.text).toMatch(/cogvlm_caption \(primary\)\s*23/);
       expect(seen.inProgress).toBe(false);
+      // Hover: the id, the size and the caption written beside the image.
+      const captions = new Map((await readParquet(path.join(out, 'metadata.parquet'), '')).map((m) => [String(m.id), String(m.caption)]));
+      expect(seen.titles.length).toBe(10);
+      for (const t of seen.titles) expect(t).toBe(`${t.split(' · ')[0]} · 192×128\n${captions.get(t.split(' · ')[0])}`);
     }
     // A second run (a resume with nothing to do) is a second line.
     await runPcb(['download', file, '--out', out, '--allow-private-network', '--resolution', '128', '--quiet']);
@@ -223,6 +230,11 @@ describe('pcb report', () => {
     writeFileSync(log, `${readFileSync(log, 'utf8')}${JSON.stringify(extra)}\n`);
     expect((await runPcb(['report', out, '-o', html, '--samples', '0'])).code).toBe(0);
     expect(readFileSync(html, 'utf8')).toMatch(/manifest\.parquet holds 24 rows where the logs hold 25/);
+    // The logs gone (a folder merged from machines whose logs stayed behind): the records, and it says so.
+    for (const l of ['log.shard-0-of-2.jsonl', 'log.shard-1-of-2.jsonl']) rmSync(path.join(out, '.pcb', l));
+    expect((await runPcb(['report', out, '-o', html, '--samples', '4'])).code).toBe(0);
+    const fromRecords = await checkPage(html, await readParquet(path.join(out, 'manifest.parquet')), { thumbs: 4, charts: 3 });
+    if (fromRecords) expect(fromRecords.text).toContain('manifest.parquet (no log in this folder');
   });
 
   it('a bucket: thumbnails by ranged reads of the objects, the page in the state folder', async () => {

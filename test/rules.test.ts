@@ -1,5 +1,6 @@
 import { aspectBucket } from '../src/report/charts.js';
 import { binSeconds } from '../src/report/data.js';
+import { wordCount } from '../src/process-row.js';
 import { describe, expect, it } from 'vitest';
 import { captionFileName, checkId, chooseCaption } from '../src/row.js';
 import { isBlockedAddress, parseRowUrl } from '../src/address.js';
@@ -158,6 +159,11 @@ describe("the report's aspect buckets: SimpleTuner's round(width / height, 2), P
     expect(aspectBucket(201, 200)).toBe(1);
     expect(aspectBucket(1536, 1024)).toBe(1.5);
     expect(aspectBucket(1024, 1024)).toBe(1);
+  });
+  it("counts a caption's words at whitespace", () => {
+    expect(wordCount('')).toBe(0);
+    expect(wordCount('  \n ')).toBe(0);
+    expect(wordCount(' a  photo\tof\na cat ')).toBe(5);
   });
   it('cuts a span of time into at most ~60 bars', () => {
     expect(binSeconds(30_000)).toBe(1);

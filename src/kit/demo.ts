@@ -41,6 +41,12 @@ async function demo(): Promise<number> {
     child.on('exit', (c, sig) => resolve(c ?? (sig === 'SIGINT' ? 130 : 1)));
   });
   await server.stop();
+  // The run at a glance: the report page, made from the records (no image is fetched again).
+  const reported =
+    code === 0 &&
+    (await new Promise<number>((resolve) =>
+      spawn(path.join(root, 'bin', 'pcb'), ['report', out], { stdio: ['ignore', 'ignore', 'inherit'] }).on('exit', (c) => resolve(c ?? 1)),
+    )) === 0;
   if (code === 0) {
     process.stderr.write(
       [
@@ -49,6 +55,7 @@ async function demo(): Promise<number> {
         `  ${path.relative(process.cwd(), out)}/<id>.png and <id>.txt   the resized images and their captions`,
         `  ${path.relative(process.cwd(), out)}/manifest.parquet        one row per input row: status, error, sizes, timings`,
         `  ${path.relative(process.cwd(), out)}/metadata.parquet        input columns + file_name/width/height for the trainer`,
+        ...(reported ? [`  ${path.relative(process.cwd(), out)}/.pcb/report.html        the run and the dataset at a glance: open it in a browser`] : []),
         `  npx pcb status ${path.relative(process.cwd(), out)}   ·   npx pcb verify ${path.relative(process.cwd(), out)}   ·   npx pcb config ${path.relative(process.cwd(), out)}`,
         '',
       ].join('\n'),

@@ -54,7 +54,7 @@ export function timelineChart(bins: { t: number; ok: number; failed: number }[],
     data: { values },
     mark: { type: 'bar', binSpacing: 1 },
     encoding: {
-      x: { field: 'from', type: 'quantitative', title: `${unitName} since the first row settled` },
+      x: { field: 'from', type: 'quantitative', title: `${unitName} since the first row settled`, scale: { domainMin: 0, nice: false } },
       x2: { field: 'to' },
       y: { field: 'n', type: 'quantitative', aggregate: 'sum', title: `rows per ${binLabel(binS)}`, axis: { tickMinStep: 1 } },
       color: { field: 'status', type: 'nominal', scale: { domain: ['ok', 'failed'], range: [OK, FAILED] }, title: null },
@@ -90,7 +90,7 @@ export function aspectChart(buckets: { bucket: number; n: number }[]): Promise<s
     data: { values: buckets.map((b) => ({ bucket: b.bucket.toFixed(2), n: b.n })) },
     mark: { type: 'bar', color: OK },
     encoding: {
-      x: { field: 'bucket', type: 'ordinal', sort: null, title: 'aspect bucket (width ÷ height, rounded as SimpleTuner does)' },
+      x: { field: 'bucket', type: 'ordinal', sort: null, title: 'aspect bucket (width ÷ height, rounded as SimpleTuner does)', axis: { labelAngle: 0 } },
       y: { field: 'n', type: 'quantitative', title: 'images', axis: { tickMinStep: 1 } },
     },
   });

@@ -10,7 +10,7 @@ import { STATE_DIR, allLogPaths, readJson, readRunRecord } from '../folder.js';
 import type { RunRecord } from '../folder.js';
 import type { LockHolder } from '../lock.js';
 import { staleReason } from '../lock.js';
-import { latestSql } from '../row-log.js';
+import { logLinesSql } from '../row-log.js';
 import { captionTextSql } from '../source.js';
 import { ident, literal } from '../sql.js';
 import type { Summary } from '../progress.js';
@@ -91,8 +91,9 @@ export async function gatherReport(conn: DuckDBConnection, stateOut: string, lab
   const settings = readRunRecord(stateOut);
   let basis: string;
   if (logs.length) {
-    await conn.run(`CREATE OR REPLACE TEMP TABLE r AS SELECT row, id, url, status, error, message, bytes, written, width, height, path, caption_source, "at"
-      FROM (${latestSql(logs)})`);
+    // Each line parsed once, the latest per row kept (latestSql reads the logs twice to hold less; here the table is the point).
+    await conn.run(`CREATE OR REPLACE TEMP TABLE r AS SELECT row, id, url, status, error, message, bytes, written, words, width, height, path, caption_source, "at"
+      FROM (${logLinesSql(logs)}) QUALIFY row_number() OVER (PARTITION BY row ORDER BY run DESC, seq DESC) = 1`);
     basis = `the logs in ${STATE_DIR}/ (${logs.length} ${logs.length === 1 ? 'file' : 'files'})`;
     if (existsSync(manifest)) {
       const [m] = await q(conn, `SELECT count(*)::DOUBLE AS n FROM read_parquet(${literal(manifest)})`);
@@ -101,7 +102,7 @@ export async function gatherReport(conn: DuckDBConnection, stateOut: string, lab
         basis += `; manifest.parquet holds ${m.n} rows where the logs hold ${l.n} (a run in progress, or records not rebuilt yet): the counts here are the logs'`;
     }
   } else if (existsSync(manifest)) {
-    await conn.run(`CREATE OR REPLACE TEMP TABLE r AS SELECT row, id, url, status, error, message, bytes, NULL::BIGINT AS written, width, height, path, caption_source,
+    await conn.run(`CREATE OR REPLACE TEMP TABLE r AS SELECT row, id, url, status, error, message, bytes, NULL::BIGINT AS written, NULL::INTEGER AS words, width, height, path, caption_source,
       NULL::BIGINT AS "at" FROM read_parquet(${literal(manifest)})`);
     basis = 'manifest.parquet (no log in this folder: rows over time are not known)';
   } else {
@@ -177,37 +178,41 @@ export async function gatherReport(conn: DuckDBConnection, stateOut: string, lab
     )
   ).map((s) => ({ width: Number(s.width), height: Number(s.height), n: Number(s.n) }));
 
-  const captionSql = await captionSource(conn, settings, metadata);
-  data.captions.sources = (
-    await q(conn, `SELECT coalesce(caption_source, 'unknown') AS source, count(*)::DOUBLE AS n FROM r WHERE status = 'ok' GROUP BY 1 ORDER BY n DESC`)
-  ).map((s) => ({ source: String(s.source), n: Number(s.n) }));
-  if (captionSql.sql) {
-    await conn.run(
-      `CREATE OR REPLACE TEMP TABLE c AS SELECT k.row, k.caption FROM (${captionSql.sql}) k SEMI JOIN (SELECT row, path FROM r WHERE status = 'ok') o ON ${captionSql.on}`,
-    );
-    data.captions.available = true;
-    data.captions.words = (
-      await q(
-        conn,
-        `SELECT CASE WHEN trim(caption) = '' THEN 0 ELSE len(regexp_split_to_array(trim(caption), '\\s+')) END AS w, count(*)::DOUBLE AS n FROM c GROUP BY 1 ORDER BY 1`,
-      )
-    ).map((w) => ({ words: w.w === null ? 0 : Number(w.w), n: Number(w.n) }));
-  }
-  data.captions.note = captionSql.note;
   const pick = await q(
     conn,
     // The sample is taken of the ok rows (DuckDB samples a FROM before its WHERE).
     `SELECT * FROM (SELECT id, path, width::DOUBLE AS width, height::DOUBLE AS height, row FROM r WHERE status = 'ok' AND path IS NOT NULL)
       USING SAMPLE reservoir(${Math.max(0, samples)} ROWS) REPEATABLE (7)`,
   );
-  const captions = new Map<number, string>();
-  if (captionSql.sql && pick.length) {
-    for (const c of await q(conn, `SELECT row, caption FROM c WHERE row IN (${pick.map((p) => Number(p.row)).join(', ')})`))
-      captions.set(Number(c.row), String(c.caption ?? ''));
-  }
+  // Their captions are read beside their images (thumbs.ts): the text the trainer gets.
   data.samples = pick
     .sort((a, b) => Number(a.row) - Number(b.row))
-    .map((p) => ({ id: String(p.id), path: String(p.path), width: Number(p.width), height: Number(p.height), caption: captions.get(Number(p.row)) ?? null }));
+    .map((p) => ({ id: String(p.id), path: String(p.path), width: Number(p.width), height: Number(p.height), caption: null }));
+  data.captions.sources = (
+    await q(conn, `SELECT coalesce(caption_source, 'unknown') AS source, count(*)::DOUBLE AS n FROM r WHERE status = 'ok' GROUP BY 1 ORDER BY n DESC`)
+  ).map((s) => ({ source: String(s.source), n: Number(s.n) }));
+  const [w] = await q(conn, "SELECT count(*) FILTER (WHERE words IS NULL)::DOUBLE AS missing FROM r WHERE status = 'ok'");
+  if (Number(w.missing) === 0) {
+    // Every ok row's log line counted its caption's words: no caption is read.
+    data.captions.available = true;
+    data.captions.words = (await q(conn, "SELECT words::DOUBLE AS w, count(*)::DOUBLE AS n FROM r WHERE status = 'ok' GROUP BY 1 ORDER BY 1")).map((x) => ({
+      words: Number(x.w),
+      n: Number(x.n),
+    }));
+    return data;
+  }
+  // Rows logged before pcb counted words, or records without a log: the captions' text, counted here.
+  const captionSql = await captionSource(conn, settings, metadata);
+  if (captionSql.sql) {
+    await conn.run(`CREATE OR REPLACE TEMP TABLE c AS SELECT k.row, CASE WHEN trim(k.caption) = '' THEN 0 ELSE len(regexp_split_to_array(trim(k.caption), '\\s+')) END AS words
+      FROM (${captionSql.sql}) k SEMI JOIN (SELECT row, path FROM r WHERE status = 'ok') o ON ${captionSql.on}`);
+    data.captions.available = true;
+    data.captions.words = (await q(conn, 'SELECT words::DOUBLE AS w, count(*)::DOUBLE AS n FROM c GROUP BY 1 ORDER BY 1')).map((x) => ({
+      words: Number(x.w),
+      n: Number(x.n),
+    }));
+  }
+  data.captions.note = captionSql.note;
   return data;
 }
 

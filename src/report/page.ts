@@ -26,7 +26,7 @@ th{background:#f2f2f2;font-weight:600}td.n{text-align:right;font-variant-numeric
 .sheet{display:grid;grid-template-columns:repeat(auto-fill,minmax(168px,1fr));gap:8px}
 figure{margin:0;background:#fff;border:1px solid #e3e3e3;border-radius:6px;padding:4px;text-align:center}
 figure img{max-width:160px;max-height:160px;display:block;margin:0 auto}figcaption{font-size:11px;color:#555;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
-.note{color:#666;font-size:12px}
+.note{color:#666;font-size:12px}.wide{overflow-x:auto}
 `;
 
 function cards(d: ReportData): string {
@@ -54,8 +54,8 @@ function runsTable(runs: RunLine[]): string {
 <td class="n">${r.wall_s.toFixed(1)} s</td><td class="n">${r.images_per_s.toFixed(2)}</td><td class="n">${Math.round(r.cores_busy * 100)} % of ${r.cores_available}</td>
 <td>${esc(r.allocator)}</td><td title="${esc(r.limited_by_hint ?? '')}">${esc(boundShort(r.limited_by_hint))}${r.interrupted ? ' <b>(interrupted)</b>' : ''}</td></tr>`,
   );
-  return `<table><tr><th>#</th><th>finished</th><th>shard</th><th>selected</th><th>ok</th><th>failed</th><th>skipped</th><th>downloaded</th><th>wall</th>
-<th>images/s</th><th>cores busy</th><th>allocator</th><th>what bound it</th></tr>${rows.join('')}</table>`;
+  return `<div class="wide"><table><tr><th>#</th><th>finished</th><th>shard</th><th>selected</th><th>ok</th><th>failed</th><th>skipped</th><th>downloaded</th><th>wall</th>
+<th>images/s</th><th>cores busy</th><th>allocator</th><th>what bound it</th></tr>${rows.join('')}</table></div>`;
 }
 
 /** The hint's first clause ("network-bound (97 % of the run)"); the whole sentence is the cell's title. */

@@ -1,11 +1,12 @@
 /**
  * The contact sheet's thumbnails, made from the written images: a file of the folder, a member of a tar (its
  * bytes found through the tar's index, read by range) or an object of the bucket, read through verify's
- * SamplePlace. Each becomes a small JPEG data URI.
+ * SamplePlace. Each becomes a small JPEG data URI; its caption is read beside it (the .txt, or the tar index's).
  */
 import sharp from 'sharp';
 import type { SamplePlace } from '../commands/verify.js';
 import { splitMemberPath, tarIndexPath } from '../tars.js';
+import { captionFileName } from '../row.js';
 
 export const THUMB_PX = 160;
 
@@ -19,7 +20,7 @@ export interface Thumb {
   problem: string | null;
 }
 
-type Index = Record<string, { offset: number; length: number }>;
+type Index = Record<string, { offset: number; length: number; caption?: string }>;
 
 export async function makeThumbs(
   place: SamplePlace,
@@ -40,13 +41,19 @@ export async function makeThumbs(
     const entry = (await index(member.tar))?.[member.member];
     return entry ? ((await place.bytes(member.tar, entry.offset, entry.length))?.data ?? null) : null;
   };
+  // The caption the trainer gets: the .txt beside the image, or the tar index's caption of the member.
+  const caption = async (p: string): Promise<string | null> => {
+    const member = splitMemberPath(p);
+    if (!member) return place.text(captionFileName(p));
+    return (await index(member.tar))?.[member.member]?.caption ?? null;
+  };
   const out: Thumb[] = [];
   // A few at a time: a bucket answers in parallel, a disk does not mind.
   for (let i = 0; i < samples.length; i += 8) {
     out.push(
       ...(await Promise.all(
         samples.slice(i, i + 8).map(async (s) => {
-          const base = { id: s.id, caption: s.caption, width: s.width, height: s.height };
+          const base = { id: s.id, caption: s.caption ?? (await caption(s.path).catch(() => null)), width: s.width, height: s.height };
           try {
             const data = await bytes(s.path);
             if (!data) return { ...base, uri: null, problem: `${s.path} is not there` };
