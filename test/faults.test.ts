@@ -485,10 +485,12 @@ describe('hosts that stop answering', () => {
     try {
       for (const p of photos) two.put(p.name, p.data);
       const rows = [
-        ...Array.from({ length: 6 }, (_, i) => datasetRow(i, `${two.hostBase(1)}/delay/1000/${photos[i % photos.length].name}?slow=${i}`, 640, 480)),
+        ...Array.from({ length: 6 }, (_, i) => datasetRow(i, `${two.hostBase(1)}/delay/3000/${photos[i % photos.length].name}?slow=${i}`, 640, 480)),
         ...Array.from({ length: 12 }, (_, i) => datasetRow(i + 6, `${two.hostBase(2)}/img/${photos[i % photos.length].name}?other=${i}`, 640, 480)),
       ];
-      // Three rows at work; host 1 takes one request at a time, 1 s each.
+      // Three rows at work; host 1 takes one request at a time, 3 s each: the other host's 12 rows (well under a
+      // second of CPU) have 6 s before host 1's third request even when other work takes most of the cores (at 1 s
+      // each, a loaded machine's resizing outlasted the 2 s).
       const { r } = await downloadRows(rows, ['--threads', '1', '--concurrency', '1', '--max-host-connections', '1', '--resolution', '256']);
       expect((JSON.parse(r.stdout) as Summary).ok).toBe(18);
       const at = (tag: string) => two.requests.filter((q) => q.path.includes(tag)).map((q) => q.at);
@@ -496,7 +498,7 @@ describe('hosts that stop answering', () => {
       expect(slow).toHaveLength(6);
       expect(two.maxOpenPerHost).toBe(1);
       // Held by the pool, the other host's rows would wait until host 1's sixth row was sent (after its fourth
-      // answer, 4 s); parked, host 1's waiting rows leave room, and the others are all fetched by its third.
+      // answer, 12 s); parked, host 1's waiting rows leave room, and the others are all fetched by its third (6 s).
       expect(Math.max(...at('?other='))).toBeLessThan(slow[2]);
     } finally {
       await two.stop();

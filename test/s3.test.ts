@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { existsSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import sharp from 'sharp';
@@ -16,8 +16,14 @@ const kit = useKit(8, [320, 240]);
 let s3: KitS3Server;
 /** Photos whose noise makes PNGs of ~6 MB: four of them fill a tar past what a single PUT takes (8 MB). */
 const big: string[] = [];
+/** 96×64 photos: rows whose CPU is negligible beside any store latency. */
+const tiny: string[] = [];
 beforeAll(async () => {
   s3 = await new KitS3Server(['train']).start();
+  for (const [i, p] of (await photoSet(4, [96, 64], 80)).entries()) {
+    kit.server.put(`tiny-${i}.jpg`, p.data);
+    tiny.push(`tiny-${i}.jpg`);
+  }
   for (const [i, p] of (await photoSet(3, [1600, 1200], 90)).entries()) {
     kit.server.put(`big-${i}.jpg`, p.data);
     big.push(`/img/big-${i}.jpg`);
@@ -247,11 +253,14 @@ describe('--out s3://bucket/prefix', () => {
     const verify = await pcbS3(['verify', 's3://train/slow', '--state-dir', state, '--json'], dir);
     expect(JSON.parse(verify.stdout).findings).toEqual([]);
 
-    // Files: rows that wait for their PUTs are store-bound too. 2 s a PUT against a few ms of CPU a row (tens
-    // under load): at 300 ms, a loaded machine's resizing took as long as the uploads and the run read as CPU-bound.
+    // Files: rows that wait for their PUTs are store-bound too. 2 s a PUT against a millisecond of CPU a row (96×64
+    // photos; tens of ms under load): at 300 ms with 320×240 photos, a loaded machine's resizing took as long as the
+    // uploads and the run read as CPU-bound.
     s3.faults = { latencyMs: 2000 };
     try {
-      const files = JSON.parse((await pcbS3(['download', file, '--out', 's3://train/slowfiles', '--threads', '1', ...common], dir)).stdout);
+      mkdirSync(path.join(dir, 'tiny'));
+      const tinyFile = await input(path.join(dir, 'tiny'), n, `s3t${Date.now()}`, (i) => `/img/${tiny[i % tiny.length]}`);
+      const files = JSON.parse((await pcbS3(['download', tinyFile, '--out', 's3://train/slowfiles', '--threads', '1', ...common], dir)).stdout);
       expect(files.ok).toBe(n);
       expect(files.limited_by_hint).toMatch(/^store-bound/);
       expect(files.limited_by.store).toBeGreaterThan(files.limited_by.network);
