@@ -13,7 +13,7 @@ import type { KitPhoto } from '../src/kit/photos.js';
 import { KitServer } from '../src/kit/server.js';
 import { datasetRow, writeParquet } from '../src/kit/dataset.js';
 import { projectRoot } from '../src/version.js';
-import { targetSize } from '../src/resize.js';
+import { targetSize } from '../src/image/resize.js';
 import { renderChart } from './chart.js';
 import { cpuNow, runPcbDownload } from './spawn.js';
 import { photoBench, publishedScript } from './photos.js';

@@ -17,7 +17,7 @@ import { datasetRow, writeParquet } from '../src/kit/dataset.js';
 import type { DatasetRow } from '../src/kit/dataset.js';
 import { projectRoot } from '../src/version.js';
 import { resolveProcesses } from '../src/options.js';
-import type { Summary } from '../src/progress.js';
+import type { Summary } from '../src/run/progress.js';
 import { run } from './spawn.js';
 import { publishedScript } from './photos.js';
 import { writeResults } from './results.js';

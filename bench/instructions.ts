@@ -22,7 +22,7 @@ import { spawnCollect } from '../src/kit/spawn.js';
 import { projectRoot } from '../src/version.js';
 import { numberArg } from './args.js';
 import { writeResults } from './results.js';
-import type { Summary } from '../src/progress.js';
+import type { Summary } from '../src/run/progress.js';
 
 const ROOT = projectRoot();
 const WORK = path.join(ROOT, '.cache', 'bench-instructions');
@@ -87,7 +87,7 @@ async function main(): Promise<void> {
       rows,
       (n) => [
         process.execPath,
-        path.join(ROOT, 'dist', 'src', 'main.js'),
+        path.join(ROOT, 'dist', 'src', 'cli', 'main.js'),
         'download',
         input,
         '--limit',

@@ -11,7 +11,7 @@ import path from 'node:path';
 import sharp from 'sharp';
 import { KitServer } from '../src/kit/server.js';
 import { datasetRow, writeParquet } from '../src/kit/dataset.js';
-import { targetSize } from '../src/target-size.js';
+import { targetSize } from '../src/image/target-size.js';
 import { PNG_DEFAULTS } from '../src/options.js';
 import { projectRoot } from '../src/version.js';
 import { cpuNow, run, runPcbDownload } from './spawn.js';

@@ -18,7 +18,7 @@ import { KIT_S3_CREDENTIALS } from '../src/kit/s3-server.js';
 import { datasetRow, writeParquet } from '../src/kit/dataset.js';
 import type { DatasetRow } from '../src/kit/dataset.js';
 import { projectRoot } from '../src/version.js';
-import type { Summary } from '../src/progress.js';
+import type { Summary } from '../src/run/progress.js';
 import { cpuNow, run } from './spawn.js';
 import { writeResults } from './results.js';
 import { numberArg } from './args.js';

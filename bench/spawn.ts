@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { projectRoot } from '../src/version.js';
-import type { Summary } from '../src/progress.js';
+import type { Summary } from '../src/run/progress.js';
 import { spawnCollect } from '../src/kit/spawn.js';
 import type { Ran, SpawnOptions } from '../src/kit/spawn.js';
 

@@ -20,7 +20,7 @@ import type { LinkOptions } from '../src/kit/server.js';
 import { photoSet } from '../src/kit/photos.js';
 import { datasetRow, writeParquet } from '../src/kit/dataset.js';
 import { projectRoot } from '../src/version.js';
-import type { Summary } from '../src/progress.js';
+import type { Summary } from '../src/run/progress.js';
 import { run } from './spawn.js';
 import { writeResults } from './results.js';
 

@@ -1,20 +1,23 @@
 import os from 'node:os';
 import { readFileSync } from 'node:fs';
 import { InvalidArgumentError } from 'commander';
-import type { OutputFormat, ResizeMode } from './target-size.js';
-import type { CdnResize } from './cdn.js';
+import type { Shard } from './shard.js';
 import { UsageError } from './errors.js';
 import { VERSION, PROJECT_URL } from './version.js';
 
 export const VECTOR_SIZE = 2048;
 
-export interface Shard {
-  index: number;
-  count: number;
-  reason: string;
-}
+export type ResizeMode = 'shortest-side' | 'area' | 'none';
+/** The written image's format. */
+export type OutputFormat = 'png' | 'jpeg' | 'webp';
+export type CdnResize = 'none' | 'imgix';
 
-import type { S3Target } from './s3-url.js';
+/** An S3 output: `s3://bucket/prefix`. */
+export interface S3Target {
+  bucket: string;
+  /** Key prefix without a trailing slash; '' for the bucket's root. */
+  prefix: string;
+}
 
 /** `pcb download` after parsing and validation: every option typed, every default filled. */
 export interface DownloadOptions {
@@ -146,60 +149,6 @@ export function bytesOption(name: string) {
   };
 }
 
-/**
- * Rows of `shard` split over `count` processes, as one shard of the whole input: hash % n = i and
- * floor(hash / n) % count = j select the same rows as hash % (n·count) = i + n·j.
- */
-export function composeShard(shard: Shard | null, share: Shard): Shard {
-  const base = shard ?? { index: 0, count: 1, reason: '' };
-  return { index: base.index + base.count * share.index, count: base.count * share.count, reason: 'a process of this run' };
-}
-
-export function parseShard(value: string): Shard {
-  const m = /^\s*(\d+)\s*\/\s*(\d+)\s*$/.exec(value);
-  const index = m ? Number(m[1]) : NaN;
-  const count = m ? Number(m[2]) : NaN;
-  if (!m || count < 1 || index >= count) {
-    throw new InvalidArgumentError(`--shard takes <i>/<n> with 0 <= i < n (e.g. 0/4), got '${value}'.`);
-  }
-  return { index, count, reason: `--shard ${index}/${count}` };
-}
-
-/**
- * The shard when --shard is absent: Slurm job arrays, then Kubernetes Indexed Jobs.
- * Returns null when no scheduler index is present.
- */
-export function shardFromEnvironment(env: NodeJS.ProcessEnv, shardCount: number | null): Shard | null {
-  const slurmId = env.SLURM_ARRAY_TASK_ID;
-  if (slurmId !== undefined && slurmId !== '') {
-    const min = Number(env.SLURM_ARRAY_TASK_MIN ?? 0);
-    const count = shardCount ?? (env.SLURM_ARRAY_TASK_COUNT ? Number(env.SLURM_ARRAY_TASK_COUNT) : NaN);
-    const index = Number(slurmId) - (Number.isFinite(min) ? min : 0);
-    if (!Number.isInteger(count) || count < 1) {
-      throw new UsageError(`SLURM_ARRAY_TASK_ID is set but the shard count is unknown: pass --shard-count <n> or --shard <i>/<n>.`);
-    }
-    if (!Number.isInteger(index) || index < 0 || index >= count) {
-      throw new UsageError(`SLURM_ARRAY_TASK_ID=${slurmId} (min ${min}) is outside 0..${count - 1}: pass --shard <i>/<n>.`);
-    }
-    return {
-      index,
-      count,
-      reason: `Slurm array task ${slurmId} (SLURM_ARRAY_TASK_MIN=${min}, ${shardCount ? '--shard-count' : 'SLURM_ARRAY_TASK_COUNT'}=${count})`,
-    };
-  }
-  const k8s = env.JOB_COMPLETION_INDEX;
-  if (k8s !== undefined && k8s !== '') {
-    if (!shardCount) throw new UsageError(`JOB_COMPLETION_INDEX is set: pass --shard-count <n> (the Job's completions) or --shard <i>/<n>.`);
-    const index = Number(k8s);
-    if (!Number.isInteger(index) || index < 0 || index >= shardCount) {
-      throw new UsageError(`JOB_COMPLETION_INDEX=${k8s} is outside 0..${shardCount - 1}: check --shard-count.`);
-    }
-    return { index, count: shardCount, reason: `Kubernetes Indexed Job (JOB_COMPLETION_INDEX=${k8s}, --shard-count ${shardCount})` };
-  }
-  if (shardCount) throw new UsageError(`--shard-count needs a scheduler index (SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX), or use --shard <i>/<n>.`);
-  return null;
-}
-
 export function defaultThreads(): number {
   return os.availableParallelism();
 }
@@ -215,11 +164,6 @@ export const THREADS_PER_PROCESS = 4;
 export function resolveProcesses(given: number | 'auto', threads: number): number {
   const n = given === 'auto' ? Math.ceil(threads / THREADS_PER_PROCESS) : given;
   return Math.max(1, Math.min(n, threads));
-}
-
-/** Share `index` of `total` split over `count` parts as evenly as whole numbers allow (they add up to total). */
-export function evenShare(total: number, index: number, count: number): number {
-  return Math.floor(total / count) + (index < total % count ? 1 : 0);
 }
 
 /** The soft limit on open files (sockets included), from /proc on Linux; 1024 where it cannot be read. */

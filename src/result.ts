@@ -1,5 +1,6 @@
 import type { ErrorCode, RowError } from './errors.js';
-import type { CaptionSource } from './row.js';
+
+export type CaptionSource = 'primary' | 'fallback' | 'none';
 
 /** One input row as the main thread hands it to a worker. */
 export interface RowTask {

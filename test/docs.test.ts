@@ -6,8 +6,8 @@ import { describe, expect, it } from 'vitest';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { CommanderError } from '@commander-js/extra-typings';
-import { OPT } from '../src/cli-options.js';
-import { buildProgram } from '../src/program.js';
+import { OPT } from '../src/cli/cli-options.js';
+import { buildProgram } from '../src/cli/program.js';
 import { PROJECT_URL, VERSION } from '../src/version.js';
 import { ROOT } from './helpers.js';
 

@@ -10,7 +10,7 @@ import { pixelBombPng } from '../src/kit/hostile.js';
 import { KitServer } from '../src/kit/server.js';
 import type { KitPhoto } from '../src/kit/photos.js';
 import { photoSet } from '../src/kit/photos.js';
-import type { Summary } from '../src/progress.js';
+import type { Summary } from '../src/run/progress.js';
 
 const TEXT_IDS = { ...DATASET_COLUMNS, id: 'VARCHAR' };
 let server: KitServer;

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import sharp from 'sharp';
-import { resizeImage } from '../src/resize.js';
-import type { ResizeOptions } from '../src/resize.js';
+import { resizeImage } from '../src/image/resize.js';
+import type { ResizeOptions } from '../src/image/resize.js';
 import type { RowError } from '../src/errors.js';
 import { pixelBombPng } from '../src/kit/hostile.js';
 import { readFileSync } from 'node:fs';

@@ -3,13 +3,14 @@ import { describe, expect, it } from 'vitest';
 import { mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import sharp from 'sharp';
-import { createAgent, download } from '../src/download.js';
-import type { DownloadPolicy } from '../src/download.js';
-import { processRow } from '../src/process-row.js';
-import { SharedLimits, createSharedBuffer } from '../src/shared-limits.js';
-import { Semaphore } from '../src/semaphore.js';
-import { FilesWriter } from '../src/writer.js';
-import type { RowContext } from '../src/worker-config.js';
+import { createAgent, download } from '../src/fetch/download.js';
+import type { DownloadPolicy } from '../src/fetch/download.js';
+import { processRow } from '../src/run/process-row.js';
+import { SharedLimits, createSharedBuffer } from '../src/fetch/shared-limits.js';
+import { Semaphore } from '../src/run/semaphore.js';
+import { FilesWriter } from '../src/output/writer.js';
+import { openStore } from '../src/output/store.js';
+import type { RowContext } from '../src/run/worker-config.js';
 import type { RowTask } from '../src/result.js';
 import { tmpDir, useKit } from './helpers.js';
 
@@ -61,9 +62,8 @@ describe('processRow()', () => {
     const tmp = path.join(out, '.pcb', 'tmp');
     mkdirSync(tmp, { recursive: true });
     const p = policy({ retries: 0 });
+    const store = { out, tmpDir: tmp, remote: null, retries: 0, timeoutMs: 30000, shard: null };
     const ctx: RowContext = {
-      out,
-      tmpDir: tmp,
       cdnResize: 'none',
       cdnHosts: [],
       policy: p,
@@ -71,8 +71,8 @@ describe('processRow()', () => {
       limits: limitsFor(),
       cpu: new Semaphore(1),
       resize: { mode: 'shortest-side', resolution: 256, format: 'png', quality: 95, pngCompression: 6, pngFilter: true },
-      output: { remote: null, uploadAttempts: 1, uploadTimeoutMs: 30000, format: 'files', samplesPerTar: 1, tarPrefix: 'pcb', run: 'test' },
-      writer: new FilesWriter(out, tmp),
+      output: { store, format: 'files', samplesPerTar: 1, tarPrefix: 'pcb', run: 'test' },
+      writer: new FilesWriter(await openStore(store)),
     };
     const task = (row: number, url: string, caption: string | null): RowTask => ({
       row,

@@ -1,12 +1,12 @@
 /** The demand controller and the per-host limit as pure objects, fed synthetic traces. */
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { InFlightController, classifyTick } from '../src/in-flight.js';
-import type { DemandSample } from '../src/in-flight.js';
-import { CIRCUIT, HOST_LIMIT, circuitPause, classifyAnswer, initialHostLimit, isSilence, nextHostLimit } from '../src/host-limit.js';
-import { SharedLimits, createSharedBuffer, hostSlot } from '../src/shared-limits.js';
+import { InFlightController, classifyTick } from '../src/fetch/in-flight.js';
+import type { DemandSample } from '../src/fetch/in-flight.js';
+import { CIRCUIT, HOST_LIMIT, circuitPause, classifyAnswer, initialHostLimit, isSilence, nextHostLimit } from '../src/fetch/host-limit.js';
+import { SharedLimits, createSharedBuffer, hostSlot } from '../src/fetch/shared-limits.js';
 import { NotSent } from '../src/errors.js';
-import type { HostLimitState } from '../src/host-limit.js';
-import { boundHint, dominantBound } from '../src/bound-hint.js';
+import type { HostLimitState } from '../src/fetch/host-limit.js';
+import { boundHint, dominantBound } from '../src/run/bound-hint.js';
 
 const idle: Omit<DemandSample, 'inFlight'> = {
   ready: 0,

@@ -9,7 +9,7 @@ import type { LinkOptions } from '../src/kit/server.js';
 import { photoSet } from '../src/kit/photos.js';
 import type { KitPhoto } from '../src/kit/photos.js';
 import { datasetRow, writeParquet } from '../src/kit/dataset.js';
-import type { Summary } from '../src/progress.js';
+import type { Summary } from '../src/run/progress.js';
 import { readParquet, runPcb, tmpDir } from './helpers.js';
 
 let server: KitServer | null = null;

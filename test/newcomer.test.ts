@@ -76,7 +76,7 @@ describe('in a terminal', () => {
 
   it("warns when started without bin/pcb and libuv's pool is smaller than --threads", () => {
     const dir = workDir();
-    const r = spawnSync('node', [path.join(ROOT, 'dist', 'src', 'main.js'), 'download', path.join(dir, 'missing.parquet'), '--threads', '8'], {
+    const r = spawnSync('node', [path.join(ROOT, 'dist', 'src', 'cli', 'main.js'), 'download', path.join(dir, 'missing.parquet'), '--threads', '8'], {
       encoding: 'utf8',
       env: { ...process.env, UV_THREADPOOL_SIZE: '' },
     });

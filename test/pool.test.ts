@@ -1,8 +1,8 @@
 /** The pool alone, without downloads: what a crashed worker gives back, and dispatch cost against capacity. */
 import { describe, expect, it } from 'vitest';
 import path from 'node:path';
-import { RowPool } from '../src/pool.js';
-import { SharedLimits } from '../src/shared-limits.js';
+import { RowPool } from '../src/run/pool.js';
+import { SharedLimits } from '../src/fetch/shared-limits.js';
 import { bareCapacity, bareWorkerConfig } from '../src/kit/pool-config.js';
 import type { RowResult, RowTask } from '../src/result.js';
 

@@ -4,9 +4,10 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { readParquet, runPcb, tmpDir, until, useKit } from './helpers.js';
 import { datasetRow, writeParquet } from '../src/kit/dataset.js';
-import { composeShard, evenShare, resolveProcesses } from '../src/options.js';
-import { tagInShard } from '../src/folder.js';
-import { HOST_LIMIT, initialHostLimit } from '../src/host-limit.js';
+import { resolveProcesses } from '../src/options.js';
+import { composeShard, evenShare } from '../src/shard.js';
+import { tagInShard } from '../src/shard.js';
+import { HOST_LIMIT, initialHostLimit } from '../src/fetch/host-limit.js';
 
 const kit = useKit(8, [320, 240]);
 const common = ['--allow-private-network', '--resolution', '128', '--quiet', '--json'];

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { roundHalfEven, targetSize } from '../src/resize.js';
-import type { ResizeMode } from '../src/resize.js';
-import { targetPixelsSql } from '../src/commands/inspect.js';
+import { roundHalfEven, targetSize } from '../src/image/resize.js';
+import type { ResizeMode } from '../src/image/resize.js';
+import { targetPixelsSql } from '../src/cli/commands/inspect.js';
 import { query } from './helpers.js';
 
 describe('roundHalfEven (Python round)', () => {

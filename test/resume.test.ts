@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { existsSync, readdirSync, rmSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import sharp from 'sharp';
-import { HOST } from '../src/folder.js';
+import { HOST } from '../src/output/folder.js';
 import { loggedRows, readParquet, runPcb, tmpDir, until, useKit } from './helpers.js';
 import { datasetRow, writeParquet } from '../src/kit/dataset.js';
 

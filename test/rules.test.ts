@@ -1,12 +1,13 @@
 import { aspectBucket } from '../src/report/charts.js';
 import { binSeconds } from '../src/report/data.js';
-import { wordCount } from '../src/process-row.js';
+import { wordCount } from '../src/run/process-row.js';
 import { describe, expect, it } from 'vitest';
-import { captionFileName, checkId, chooseCaption } from '../src/row.js';
-import { isBlockedAddress, parseRowUrl } from '../src/address.js';
-import { backoffDelay, isOptedOut, parseRetryAfter } from '../src/download.js';
-import { coveringWidth, imgixUrl } from '../src/cdn.js';
-import { parseShard, roundChunkSize, shardFromEnvironment } from '../src/options.js';
+import { captionFileName, checkId, chooseCaption } from '../src/input/row.js';
+import { isBlockedAddress, parseRowUrl } from '../src/fetch/address.js';
+import { backoffDelay, isOptedOut, parseRetryAfter } from '../src/fetch/download.js';
+import { coveringWidth, imgixUrl } from '../src/fetch/cdn.js';
+import { roundChunkSize } from '../src/options.js';
+import { parseShard, shardFromEnvironment } from '../src/shard.js';
 import type { RowError } from '../src/errors.js';
 
 const codeOf = (f: () => unknown) => {

@@ -7,7 +7,7 @@ import { readParquet, runPcb, tmpDir, until, useKit } from './helpers.js';
 import { datasetRow, writeParquet } from '../src/kit/dataset.js';
 import { photoSet } from '../src/kit/photos.js';
 import { KitS3Server } from '../src/kit/s3-server.js';
-import { scanTar } from '../src/tar.js';
+import { scanTar } from '../src/output/tar.js';
 
 // The test's own SDK client, like pcb, has no word to say about Node 20's end of support.
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';

@@ -7,7 +7,7 @@ import { datasetRow, writeParquet, writeSyntheticDataset } from '../src/kit/data
 import { photoSet } from '../src/kit/photos.js';
 import type { KitServer } from '../src/kit/server.js';
 import type { KitPhoto } from '../src/kit/photos.js';
-import { formatSummary } from '../src/progress.js';
+import { formatSummary } from '../src/run/progress.js';
 
 let server: KitServer;
 let photos: KitPhoto[];

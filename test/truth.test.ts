@@ -9,7 +9,7 @@ import { query, readParquet, runPcb, tmpDir, until, useKit } from './helpers.js'
 import { datasetRow, writeParquet, DATASET_COLUMNS } from '../src/kit/dataset.js';
 import { photoSet } from '../src/kit/photos.js';
 import type { KitPhoto } from '../src/kit/photos.js';
-import { RowLog, latestSql } from '../src/row-log.js';
+import { RowLog, latestSql } from '../src/output/row-log.js';
 import type { RowResult } from '../src/result.js';
 
 const kit = useKit(6);

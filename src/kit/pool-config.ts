@@ -1,15 +1,19 @@
 /** A WorkerConfig for the pool alone (its tests and bench): tasks that never download or write. */
-import type { WorkerConfig } from '../worker-config.js';
-import { createSharedBuffer } from '../shared-limits.js';
+import type { WorkerConfig } from '../run/worker-config.js';
+import { createSharedBuffer } from '../fetch/shared-limits.js';
 
 export function bareWorkerConfig(threads: number, concurrency: number, maxHostConnections: number | null = 64): WorkerConfig {
   return {
-    out: '/nonexistent',
-    tmpDir: '/nonexistent',
     cdnResize: 'none',
     cdnHosts: [],
     tasksPerWorker: concurrency + 2,
-    output: { remote: null, uploadAttempts: 1, uploadTimeoutMs: 30000, format: 'files', samplesPerTar: 1, tarPrefix: 'pcb', run: 'bare' },
+    output: {
+      store: { out: '/nonexistent', tmpDir: '/nonexistent', remote: null, retries: 0, timeoutMs: 30000, shard: null },
+      format: 'files',
+      samplesPerTar: 1,
+      tarPrefix: 'pcb',
+      run: 'bare',
+    },
     resize: { mode: 'shortest-side', resolution: 1024, format: 'png', quality: 95, pngCompression: 6, pngFilter: true },
     policy: { timeoutMs: 1000, maxBytes: 1, retries: 0, backoffMs: 0, userAgent: 'x', allowPrivateNetwork: false, ignoreOptOut: false },
     limits: { buffer: createSharedBuffer(threads), maxRps: null, maxHostConnections, memoryBudgetBytes: 2 ** 30 },

@@ -6,14 +6,15 @@
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import type { DuckDBConnection } from '@duckdb/node-api';
-import { STATE_DIR, allLogPaths, readJson, readRunRecord } from '../folder.js';
-import type { RunRecord } from '../folder.js';
-import type { LockHolder } from '../lock.js';
-import { staleReason } from '../lock.js';
-import { logLinesSql } from '../row-log.js';
-import { captionTextSql } from '../source.js';
+import { STATE_DIR, readJson } from '../output/folder.js';
+import { RunPaths } from '../output/paths.js';
+import type { RunRecord } from '../output/folder.js';
+import type { LockHolder } from '../output/lock.js';
+import { staleReason } from '../output/lock.js';
+import { logLinesSql } from '../output/row-log.js';
+import { captionTextSql } from '../input/source.js';
 import { ident, literal } from '../sql.js';
-import type { Summary } from '../progress.js';
+import type { Summary } from '../run/progress.js';
 
 /** A run's summary as `pcb download` appends it to `.pcb/runs.jsonl`, with the time it finished. */
 export type RunLine = Summary & { finished_at?: string };
@@ -85,10 +86,11 @@ export function binSeconds(spanMs: number): number {
 }
 
 export async function gatherReport(conn: DuckDBConnection, stateOut: string, label: string, samples: number): Promise<ReportData> {
-  const logs = allLogPaths(stateOut);
+  const paths = new RunPaths(stateOut);
+  const logs = paths.allLogs();
   const manifest = path.join(stateOut, 'manifest.parquet');
   const metadata = path.join(stateOut, 'metadata.parquet');
-  const settings = readRunRecord(stateOut);
+  const settings = paths.runRecordRead();
   let basis: string;
   if (logs.length) {
     // Each line parsed once, the latest per row kept (latestSql reads the logs twice to hold less; here the table is the point).

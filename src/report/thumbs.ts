@@ -1,12 +1,12 @@
 /**
  * The contact sheet's thumbnails, made from the written images: a file of the folder, a member of a tar (its
  * bytes found through the tar's index, read by range) or an object of the bucket, read through verify's
- * SamplePlace. Each becomes a small JPEG data URI; its caption is read beside it (the .txt, or the tar index's).
+ * store. Each becomes a small JPEG data URI; its caption is read beside it (the .txt, or the tar index's).
  */
 import sharp from 'sharp';
-import type { SamplePlace } from '../commands/verify.js';
-import { splitMemberPath, tarIndexPath } from '../tars.js';
-import { captionFileName } from '../row.js';
+import type { Store } from '../output/store.js';
+import { splitMemberPath, tarIndexPath } from '../output/tars.js';
+import { captionFileName } from '../input/row.js';
 
 export const THUMB_PX = 160;
 
@@ -23,7 +23,7 @@ export interface Thumb {
 type Index = Record<string, { offset: number; length: number; caption?: string }>;
 
 export async function makeThumbs(
-  place: SamplePlace,
+  place: Store,
   samples: { id: string; path: string; width: number; height: number; caption: string | null }[],
 ): Promise<Thumb[]> {
   const indexes = new Map<string, Promise<Index | null>>();
