@@ -79,4 +79,9 @@ describe('the module map', () => {
     const dynamic = `const { Source } = await import('../input/source.js');\nnew URL('../output/tars.js', import.meta.url);`;
     expect(climbingImports([{ file: planted, text: dynamic }])).toHaveLength(2);
   });
+
+  it('keeps every source file under 450 lines', () => {
+    const long = files.map((f) => ({ f: path.relative(SRC, f), n: readFileSync(f, 'utf8').split('\n').length })).filter((x) => x.n > 450);
+    expect(long).toEqual([]);
+  });
 });
