@@ -28,7 +28,7 @@ import { collectNames } from './store.js';
 import type { UploadJournal } from './s3.js';
 import { s3Url } from './s3-url.js';
 import type { S3Target } from './s3-url.js';
-import { STATE_DIR, readJson, writeJsonAtomic } from './folder.js';
+import { STATE_DIR, readJson, removeStaleTemps, writeJsonAtomic } from './folder.js';
 import { shardTag, tagInShard } from '../shard.js';
 import type { Shard } from '../shard.js';
 import { TAR_EXT, isTarIndexName, tarShardTag } from './tars.js';
@@ -185,6 +185,8 @@ export class BucketStore implements OutputStore {
 
   /** Before a run: the multipart uploads this shard's killed runs left open, aborted; with --overwrite, its tars deleted. */
   async prepare(shard: Shard | null, removeTars: boolean): Promise<void> {
+    // The state folder's own leftovers: records a killed run was writing.
+    removeStaleTemps(this.stateOut);
     const mine = (name: string) => name.endsWith(TAR_EXT) && tagInShard(tarShardTag(name), shard);
     // This machine's journals of the shard (its processes' included), then the store's own list where it has one.
     await this.abortOpen(shard);

@@ -29,6 +29,8 @@ export class RunPaths {
   readonly lock: string;
   readonly tmpDir: string;
   readonly runRecord: string;
+  /** Each run's summary, a line per run (the report's history of a resumed output). */
+  readonly runsLog: string;
   /** manifest and metadata parquet of the shard (of the whole output without one). */
   readonly records: RecordPaths;
   /** Tar names start with this: `pcb`, or the shard's tag. */
@@ -50,6 +52,7 @@ export class RunPaths {
     this.lock = path.join(this.stateDir, tagged('lock', this.fileShard, ''));
     this.tmpDir = path.join(this.stateDir, tagged('tmp', this.fileShard, ''));
     this.runRecord = path.join(this.stateDir, 'run.json');
+    this.runsLog = path.join(this.stateDir, 'runs.jsonl');
     this.records = {
       manifest: manifest ?? path.join(out, tagged('manifest', shard, '.parquet')),
       metadata: path.join(out, tagged('metadata', shard, '.parquet')),

@@ -5,7 +5,9 @@
  * groups of objects (`putAll`).
  */
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
-import type { S3Target } from '../options.js';
+import path from 'node:path';
+import type { DownloadOptions, S3Target } from '../options.js';
+import type { RunPaths } from './paths.js';
 import type { Shard } from '../shard.js';
 
 /** Bytes read of a file, an object or a tar member, and the size of the whole. */
@@ -67,6 +69,18 @@ export interface StoreSpec {
   timeoutMs: number;
   /** The shard whose journal of open multipart uploads this store keeps. */
   shard: Shard | null;
+}
+
+/** How a run's store is opened, in the main thread and in every worker: the one place the options choose it. */
+export function storeSpec(o: DownloadOptions, paths: RunPaths): StoreSpec {
+  return {
+    out: path.resolve(paths.out),
+    tmpDir: path.resolve(paths.tmpDir),
+    remote: o.remote,
+    retries: o.retries,
+    timeoutMs: o.timeoutMs,
+    shard: paths.fileShard,
+  };
 }
 
 /** The store a spec names: a folder, or a bucket (the AWS SDK is loaded only then). */

@@ -43,12 +43,12 @@ export interface SampleWriter {
 /** `<id>.<ext>` and `<id>.txt` in the store, together or not at all. */
 export class FilesWriter implements SampleWriter {
   readonly holdsBytes: boolean;
+  /** Only a store that sends requests has retries to count (a folder's rows skip the count). */
+  readonly takeRetries?: () => number;
   constructor(private readonly store: Store) {
     this.holdsBytes = store.holdsBytes;
-  }
-
-  takeRetries(): number {
-    return (this.store as Partial<OutputStore>).takeRetries?.() ?? 0;
+    const retries = (store as Partial<OutputStore>).takeRetries;
+    if (store.holdsBytes && retries) this.takeRetries = () => retries.call(store) ?? 0;
   }
 
   async write(s: Sample): Promise<Written> {
@@ -74,7 +74,8 @@ export class TarWriter implements SampleWriter {
   private readonly shards: TarShardWriter;
   constructor(
     o: TarShardOptions,
-    private readonly store: Store,
+    /** Opened only when a sample replaces flat files (a bucket's SDK is not loaded by a worker that never needs it). */
+    private readonly store: () => Promise<Store>,
   ) {
     this.shards = new TarShardWriter(o);
   }
@@ -89,8 +90,9 @@ export class TarWriter implements SampleWriter {
     ]);
     // --overwrite of a flat folder into tars: the row's old files go once its sample is in a tar.
     if (s.previousPath && !s.previousPath.includes('.tar/')) {
-      await this.store.remove(path.basename(s.previousPath));
-      await this.store.remove(captionFileName(path.basename(s.previousPath)));
+      const store = await this.store();
+      await store.remove(path.basename(s.previousPath));
+      await store.remove(captionFileName(path.basename(s.previousPath)));
     }
     return { path: memberPath(tar, image), closedTar: closed ? tar : null };
   }
@@ -109,9 +111,10 @@ export interface OutputSettings {
 
 /** A worker's writer: the layout chosen once from the options, over the store. */
 export async function createWriter(o: OutputSettings, worker: number): Promise<SampleWriter> {
-  const store = await openStore(o.store);
+  let opened: Promise<Store> | null = null;
+  const store = () => (opened ??= openStore(o.store));
   if (o.format === 'webdataset') {
     return new TarWriter({ tmpDir: o.store.tmpDir, prefix: o.tarPrefix, run: o.run, worker, samplesPerTar: o.samplesPerTar }, store);
   }
-  return new FilesWriter(store);
+  return new FilesWriter(await store());
 }

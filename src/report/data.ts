@@ -52,7 +52,7 @@ const q = async (conn: DuckDBConnection, sql: string): Promise<Record<string, un
 
 /** Each run's summary line, oldest first; a torn line (a kill mid-write) is skipped. */
 export function readRunLines(stateOut: string): RunLine[] {
-  const file = path.join(stateOut, STATE_DIR, 'runs.jsonl');
+  const file = new RunPaths(stateOut).runsLog;
   if (!existsSync(file)) return [];
   const out: RunLine[] = [];
   for (const line of readFileSync(file, 'utf8').split('\n')) {
@@ -67,7 +67,7 @@ export function readRunLines(stateOut: string): RunLine[] {
 
 /** Whether a live pcb holds a lock of the folder (any shard's). */
 export function runInProgress(stateOut: string): boolean {
-  const dir = path.join(stateOut, STATE_DIR);
+  const dir = new RunPaths(stateOut).stateDir;
   if (!existsSync(dir)) return false;
   return readdirSync(dir)
     .filter((f) => /^lock(\..+)?$/.test(f))

@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { FatalError } from '../errors.js';
 import { STATE_DIR, tempName } from '../output/folder.js';
+import { RunPaths } from '../output/paths.js';
 import { closeDuckDB, openDuckDB } from '../input/source.js';
 import type { Store } from '../output/store.js';
 import { gatherReport } from './data.js';
@@ -19,9 +20,9 @@ export interface ReportOptions {
 /** `out` is the local folder with `.pcb/` (an S3 output's state folder); `label` names the output as the user gave it. */
 export async function runReport(out: string, o: ReportOptions, store: Store): Promise<void> {
   if (!existsSync(out)) throw new FatalError(`${out} does not exist; pass the folder pcb download wrote (--out)`);
-  if (!existsSync(path.join(out, STATE_DIR)))
-    throw new FatalError(`${out} is not a folder pcb wrote (${STATE_DIR}/ is missing); run pcb download --out ${out} first`);
-  const file = path.resolve(o.output ?? path.join(out, STATE_DIR, 'report.html'));
+  const paths = new RunPaths(out);
+  if (!existsSync(paths.stateDir)) throw new FatalError(`${out} is not a folder pcb wrote (${STATE_DIR}/ is missing); run pcb download --out ${out} first`);
+  const file = path.resolve(o.output ?? paths.state('report.html'));
   const conn = await openDuckDB(Math.min(4, os.availableParallelism()));
   let html: string;
   try {

@@ -77,7 +77,7 @@ export class RunMonitor {
     this.cores = Math.max(1, Math.min(o.threads, os.availableParallelism()));
   }
 
-  /** The run waits for the store to take closed tars (set with an S3 WebDataset output). */
+  /** The run waits for the store to take closed tars. */
   storeHeld: () => boolean = () => false;
 
   get limit(): number {

@@ -61,7 +61,7 @@ export async function planRows(
         ? null
         : await buildDoneTable(
             source.conn,
-            // One listing of where the samples are: the folder, or the bucket's prefix.
+            // One listing of where the samples are, in whatever store holds them.
             (visit) => store.shardNames(paths.fileShard, visit),
             logs,
             { retryFailed: o.retryFailed, allowPrivateNetwork: o.allowPrivateNetwork, ignoreOptOut: o.ignoreOptOut },

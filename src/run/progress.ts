@@ -57,9 +57,9 @@ export interface Summary {
   /** Connections opened across the pool: well under the requests when keep-alive holds. */
   connections_opened: number;
   interrupted: boolean;
-  /** With an s3:// output: the local folder that holds the run's state (log, lock, records before upload). */
+  /** Where the store keeps its samples elsewhere (a bucket): the local folder that holds the run's state (log, lock, records before upload). */
   state_dir: string | null;
-  /** With an s3:// output: requests the store made pcb retry (throttling, dropped connections). */
+  /** Requests the store made pcb retry (throttling, dropped connections); null where it sends none (a folder). */
   upload_retries: number | null;
   /** Seconds from start to the first row handed to the pool (planning time, resume included). */
   first_dispatch_s: number | null;

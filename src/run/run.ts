@@ -1,7 +1,7 @@
 /**
  * One process's run, wired from the stages: open the input and the store, lock, prepare, plan, dispatch
  * rows to the pool (each settled row logged), rebuild the records, summarize. The store was chosen once
- * (output/store.ts); nothing here knows whether it is a folder or a bucket.
+ * (output/store.ts); nothing here knows which store it is.
  */
 import { rmSync } from 'node:fs';
 import { RowError } from '../errors.js';
@@ -25,7 +25,8 @@ import type { Planned } from './plan.js';
 import { RowPool } from './pool.js';
 import { Progress } from './progress.js';
 import type { Summary } from './progress.js';
-import { acquireLock, openChecked, openRunStore, prepareOutput, prepareShare, publishRecords, rebuildRecords, storeSpec } from './setup.js';
+import { acquireLock, openChecked, openRunStore, prepareOutput, prepareShare, publishRecords, rebuildRecords } from './setup.js';
+import { storeSpec } from '../output/store.js';
 import { summarize } from './summary.js';
 import type { Dispatched } from './summary.js';
 import type { WorkerConfig } from './worker-config.js';

@@ -15,8 +15,8 @@ import { FolderLock } from '../output/lock.js';
 import type { RunPaths } from '../output/paths.js';
 import type { RecordPaths } from '../output/paths.js';
 import { writeRecords } from '../output/records.js';
-import { openStore } from '../output/store.js';
-import type { OutputStore, StoreSpec } from '../output/store.js';
+import { openStore, storeSpec } from '../output/store.js';
+import type { OutputStore } from '../output/store.js';
 import { duckMessage } from '../sql.js';
 
 /** The file-shaping settings of this run, as run.json records them. */
@@ -49,18 +49,6 @@ export async function openChecked(o: DownloadOptions, paths: RunPaths): Promise<
   // Shards started side by side make it at the same moment: a look, then mkdir, failed one of them with EEXIST.
   await makeDirs(paths.stateDir);
   return source;
-}
-
-/** How this run's store is opened, in the main thread and in every worker. */
-export function storeSpec(o: DownloadOptions, paths: RunPaths): StoreSpec {
-  return {
-    out: path.resolve(paths.out),
-    tmpDir: path.resolve(paths.tmpDir),
-    remote: o.remote,
-    retries: o.retries,
-    timeoutMs: o.timeoutMs,
-    shard: paths.fileShard,
-  };
 }
 
 /** The run's store, checked before any download: it takes writes (a process's share: its coordinator checked, once for the run). */
@@ -151,7 +139,7 @@ export async function rebuildRecords(
   return { dest, recordsS: (Date.now() - recordsStarted) / 1000 };
 }
 
-/** The records and run.json handed to the store beside the samples (a bucket's copies; a folder has them already). */
+/** The records and run.json handed to the store beside the samples (where it does not hold them already). */
 export async function publishRecords(o: DownloadOptions, paths: RunPaths, store: OutputStore, dest: RecordPaths): Promise<void> {
   const files = [dest.manifest, dest.metadata].filter((f) => existsSync(f) && path.dirname(path.resolve(f)) === path.resolve(o.out));
   await store.publishRecords([

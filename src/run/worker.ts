@@ -18,7 +18,7 @@ const ctx: RowContext = {
   ...config,
   agent: createAgent(config.policy, config.tasksPerWorker, () => limits.count('connections', 1)),
   limits,
-  // The layout over the store, chosen once from the options (a bucket's SDK is loaded here, once).
+  // The layout over the store, both chosen once from the options.
   writer: await createWriter(config.output, threadId),
   // One image in sharp at a time; the main thread reads the queue and the slot's use to size the pool.
   cpu: new Semaphore(1, { queued: (d) => limits.gauge('ready', d), running: (d) => limits.gauge('busy', d) }),

@@ -98,9 +98,8 @@ export interface ConfigReport {
  */
 export async function dataloaderConfig(o: ConfigOptions): Promise<ConfigReport> {
   const out = path.resolve(o.out);
-  if (!existsSync(path.join(out, STATE_DIR)))
-    throw new FatalError(`${o.out} has no pcb records (${STATE_DIR}/ is missing); run pcb download --out ${o.out} first`);
   const paths = new RunPaths(out);
+  if (!existsSync(paths.stateDir)) throw new FatalError(`${o.out} has no pcb records (${STATE_DIR}/ is missing); run pcb download --out ${o.out} first`);
   const run: RunRecord | null = paths.runRecordRead();
   if (!run) throw new FatalError(`${o.out} has no run record (${STATE_DIR}/run.json); rerun pcb download --out ${o.out} to write it`);
   const tars = run.outputFormat === 'webdataset';

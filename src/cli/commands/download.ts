@@ -10,17 +10,13 @@ import { runCoordinated } from '../../run/coordinator.js';
 import { formatSummary } from '../../run/progress.js';
 import type { DownloadOptions } from '../../options.js';
 import type { Summary } from '../../run/progress.js';
-import { STATE_DIR } from '../../output/folder.js';
+import { RunPaths } from '../../output/paths.js';
 import { appendFileSync } from 'node:fs';
-import path from 'node:path';
 
 /** Each run's summary, one line in `.pcb/runs.jsonl` (the state folder's for s3://): the report shows a resumed dataset's runs in order. */
 function recordRun(summary: Summary): void {
   try {
-    appendFileSync(
-      path.join(summary.state_dir ?? summary.out, STATE_DIR, 'runs.jsonl'),
-      JSON.stringify({ ...summary, finished_at: new Date().toISOString() }) + '\n',
-    );
+    appendFileSync(new RunPaths(summary.state_dir ?? summary.out).runsLog, JSON.stringify({ ...summary, finished_at: new Date().toISOString() }) + '\n');
   } catch {
     /* the summary still goes to stdout; the report then lacks this run's line */
   }

@@ -15,8 +15,8 @@ import { openDuckDB } from '../../input/source.js';
 
 /** Combine every shard's log in one folder into manifest.parquet and metadata.parquet. */
 export async function runMerge(out: string, opts: { input: string | null; json: boolean }): Promise<void> {
-  if (!existsSync(path.join(out, STATE_DIR))) throw new FatalError(`${out} has no pcb records (${STATE_DIR}/ is missing); nothing to merge`);
   const paths = new RunPaths(out);
+  if (!existsSync(paths.stateDir)) throw new FatalError(`${out} has no pcb records (${STATE_DIR}/ is missing); nothing to merge`);
   const logs = paths.allLogs();
   if (!logs.length) throw new FatalError(`${out} has no logs in ${STATE_DIR}/; nothing to merge`);
   const run = paths.runRecordRead();

@@ -6,8 +6,7 @@ import { FatalError } from '../../errors.js';
 import { numberOption } from '../../options.js';
 import { parseS3Url } from '../../output/s3-url.js';
 import { OPT } from '../cli-options.js';
-import path from 'node:path';
-import { STATE_DIR } from '../../output/folder.js';
+import { RunPaths } from '../../output/paths.js';
 import { outputPlace } from '../../output/place.js';
 import { openOutput } from './remote.js';
 
@@ -23,8 +22,8 @@ export function register(program: Command): void {
       // sharp and Vega are loaded only here.
       const { runReport } = await import('../../report/run-report.js');
       if (!parseS3Url(given) && !existsSync(given)) throw new FatalError(`${given} does not exist; pass the folder pcb download wrote (--out)`);
-      const place = outputPlace(given, opts.stateDir ?? null);
-      const { paths, store } = await openOutput(given, opts.stateDir ?? null, { write: false, tmpDir: path.join(place.out, STATE_DIR, 'tmp-report') });
+      const state = new RunPaths(outputPlace(given, opts.stateDir ?? null).out);
+      const { paths, store } = await openOutput(given, opts.stateDir ?? null, { write: false, tmpDir: state.state('tmp-report') });
       await runReport(paths.out, { output: opts.output ?? null, samples: Math.floor(opts.samples) }, store);
     });
 }

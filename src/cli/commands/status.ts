@@ -2,7 +2,6 @@ import type { Command } from '@commander-js/extra-typings';
 import { OPT } from '../cli-options.js';
 import { openOutput } from './remote.js';
 import { existsSync } from 'node:fs';
-import path from 'node:path';
 import { FatalError } from '../../errors.js';
 import { STATE_DIR } from '../../output/folder.js';
 import type { RunPaths } from '../../output/paths.js';
@@ -31,7 +30,7 @@ export async function statusReport(paths: RunPaths, inputOverride: string | null
   const label = store.label;
   // Where the samples are listed: the folder, or an S3 output's prefix (then `out` is its state folder).
   const names = (visit: (name: string) => void) => store.shardNames(null, visit);
-  if (!existsSync(path.join(out, STATE_DIR))) throw new FatalError(`${out} has no pcb records (${STATE_DIR}/ is missing); run pcb download --out ${out} first`);
+  if (!existsSync(paths.stateDir)) throw new FatalError(`${out} has no pcb records (${STATE_DIR}/ is missing); run pcb download --out ${out} first`);
   const logs = paths.allLogs();
   const run = paths.runRecordRead();
   // The input recorded in run.json may have moved: then report what the log knows, and say --input gives the rest.
