@@ -12,9 +12,8 @@ import { FatalError, UsageError } from '../errors.js';
 import { evenShare } from '../shard.js';
 import type { DownloadOptions } from '../options.js';
 import { rmSync } from 'node:fs';
-import { RunPaths } from '../output/paths.js';
 import type { OutputStore } from '../output/store.js';
-import { acquireLock, openChecked, openRunStore, prepareOutput, publishRecords, rebuildRecords } from './setup.js';
+import { openRun, prepareOutput, publishRecords, rebuildRecords } from './setup.js';
 import { machineSummary, storeRetries } from './summary.js';
 import type { RunHooks } from './run.js';
 import { Progress } from './progress.js';
@@ -68,11 +67,7 @@ interface Share {
 
 /** `pcb download` over o.processes processes, as one run. */
 export async function runCoordinated(o: DownloadOptions, hooks: RunHooks = {}): Promise<Summary> {
-  const started = Date.now();
-  const paths = RunPaths.of(o);
-  const source = await openChecked(o, paths);
-  const store = await openRunStore(o, paths);
-  const lock = acquireLock(paths, hooks.warn);
+  const { started, paths, source, store, lock } = await openRun(o, hooks.warn);
   try {
     const { settings } = await prepareOutput(o, source, paths, store);
     source.close();

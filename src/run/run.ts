@@ -8,13 +8,10 @@ import { RowError } from '../errors.js';
 import { openFileLimit } from '../options.js';
 import type { DownloadOptions } from '../options.js';
 import { streamTasks } from '../input/source.js';
-import type { Source } from '../input/source.js';
 import { checkId } from '../input/row.js';
 import { createSharedBuffer } from '../fetch/shared-limits.js';
-import type { FolderLock } from '../output/lock.js';
-import { RunPaths } from '../output/paths.js';
+import type { RunPaths } from '../output/paths.js';
 import { RowLog } from '../output/row-log.js';
-import type { OutputStore } from '../output/store.js';
 import { TarPublisher } from '../output/tar-publisher.js';
 import { discardWorkerTars, finalizeLeftovers } from '../output/tars.js';
 import { failedResult } from '../result.js';
@@ -25,7 +22,8 @@ import type { Planned } from './plan.js';
 import { RowPool } from './pool.js';
 import { Progress } from './progress.js';
 import type { Summary } from './progress.js';
-import { acquireLock, openChecked, openRunStore, prepareOutput, prepareShare, publishRecords, rebuildRecords } from './setup.js';
+import { openRun, prepareOutput, prepareShare, publishRecords, rebuildRecords } from './setup.js';
+import type { Opened } from './setup.js';
 import { storeSpec } from '../output/store.js';
 import { summarize } from './summary.js';
 import type { Dispatched } from './summary.js';
@@ -47,25 +45,16 @@ export interface RunHooks {
 
 /** `pcb download`: plan in DuckDB, dispatch to the pool, log every settled row, rebuild the records. */
 export async function runDownload(o: DownloadOptions, hooks: RunHooks = {}): Promise<Summary> {
-  const started = Date.now();
-  const paths = RunPaths.of(o);
-  const source = await openChecked(o, paths);
-  const store = await openRunStore(o, paths);
-  const lock = acquireLock(paths, hooks.warn);
+  const opened = await openRun(o, hooks.warn);
   try {
-    return await runLocked(o, { source, paths, store, lock, started, hooks });
+    return await runLocked(o, { ...opened, hooks });
   } finally {
-    lock.release();
+    opened.lock.release();
   }
 }
 
 /** What one process's run holds from its start to its end. */
-interface RunContext {
-  source: Source;
-  paths: RunPaths;
-  store: OutputStore;
-  lock: FolderLock;
-  started: number;
+interface RunContext extends Opened {
   hooks: RunHooks;
 }
 

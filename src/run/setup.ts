@@ -12,7 +12,7 @@ import { ensureWritableDir, makeDirs } from '../output/atomic.js';
 import { checkSettings, removeStaleTemps, writeJsonAtomic } from '../output/folder.js';
 import type { FileSettings, RunRecord } from '../output/folder.js';
 import { FolderLock } from '../output/lock.js';
-import type { RunPaths } from '../output/paths.js';
+import { RunPaths } from '../output/paths.js';
 import type { RecordPaths } from '../output/paths.js';
 import { writeRecords } from '../output/records.js';
 import { openStore, storeSpec } from '../output/store.js';
@@ -60,6 +60,24 @@ export async function openRunStore(o: DownloadOptions, paths: RunPaths): Promise
 
 export function acquireLock(paths: RunPaths, warn: ((msg: string) => void) | undefined): FolderLock {
   return FolderLock.acquire(paths.lock, paths.label, warn ?? (() => undefined));
+}
+
+/** What a run holds from its start: the checked input, its paths, its store and its lock (release it at the end). */
+export interface Opened {
+  started: number;
+  paths: RunPaths;
+  source: Source;
+  store: OutputStore;
+  lock: FolderLock;
+}
+
+/** Everything before the first row, in order: input and state folder checked, the store checked, the lock taken. */
+export async function openRun(o: DownloadOptions, warn: ((msg: string) => void) | undefined): Promise<Opened> {
+  const started = Date.now();
+  const paths = RunPaths.of(o);
+  const source = await openChecked(o, paths);
+  const store = await openRunStore(o, paths);
+  return { started, paths, source, store, lock: acquireLock(paths, warn) };
 }
 
 export interface Prepared {
