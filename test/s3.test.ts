@@ -442,6 +442,51 @@ describe('--out s3://bucket/prefix', () => {
     expect(s3.requests.some((q) => q.method === 'DELETE' && q.path.startsWith(`/train/${prefix}/`) && q.path.includes('uploadId='))).toBe(true);
   });
 
+  it.each([1, 2])(
+    'a second Ctrl-C while the store has created an upload whose id pcb has not heard yet: pcb (%i process) still leaves no open upload',
+    async (processes) => {
+      const dir = tmpDir();
+      const file = await input(dir, 12, `s3h${processes}${Date.now()}`, (i) => big[i % big.length]);
+      const prefix = `unheard${processes}`;
+      const args = [...bigTars(file, prefix), '--threads', String(processes), '--processes', String(processes)];
+      // The race replayed: the upload exists in the store, its id is on its way back and never arrives in time.
+      s3.faults = { holdCreateAnswerMs: 60_000 };
+      const held = s3.heldCreates;
+      let pid = 0;
+      try {
+        const run = runPcb([...args, '--quiet', '--json', '--allow-private-network'], {
+          env: { ...s3.env, XDG_CACHE_HOME: path.join(dir, 'cache') },
+          onSpawn: (p) => {
+            pid = p;
+          },
+        });
+        await until(() => s3.heldCreates > held && s3.openUploads().some((u) => u.key.startsWith(`${prefix}/`)), 'an upload created, its answer held');
+        let exited = false;
+        const r = await Promise.race([
+          run.then((x) => {
+            exited = true;
+            return x;
+          }),
+          (async () => {
+            while (!exited) {
+              try {
+                process.kill(pid, 'SIGINT');
+              } catch {
+                break;
+              }
+              await new Promise((w) => setTimeout(w, 100));
+            }
+            return run;
+          })(),
+        ]);
+        expect(r.code).toBe(130);
+      } finally {
+        s3.faults = {};
+      }
+      expect(s3.openUploads().filter((u) => u.key.startsWith(`${prefix}/`))).toEqual([]);
+    },
+  );
+
   it('--shard on two machines into one prefix, each with its own state; merge combines them in the bucket', async () => {
     const dir = tmpDir();
     const file = await input(dir, 10, `s3m${Date.now()}`);

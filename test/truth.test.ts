@@ -1,5 +1,7 @@
 /** What pcb hands on is true: run.json, the lock, the log, verify, config, attempts, --where. */
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
+import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -113,6 +115,88 @@ describe('one writer per folder', () => {
     const live = await runPcb(['download', input, '--out', out, ...common]);
     expect(live.code).toBe(1);
     expect(live.stderr).toMatch(/in use by pcb pid 4242 on node-17/);
+    expect(JSON.parse(readFileSync(lockFile, 'utf8')).token).toBe('live');
+  });
+});
+
+describe('a lock whose holder is not what it says', () => {
+  /** A process of this host's, ended by the test. */
+  const started: ChildProcess[] = [];
+  afterEach(() => {
+    for (const c of started.splice(0)) c.kill('SIGKILL');
+  });
+  const stateOf = (pid: number) => {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0];
+    } catch {
+      return null;
+    }
+  };
+  const start = (cmd: string, args: string[]) => {
+    const c = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'ignore'] });
+    started.push(c);
+    return c;
+  };
+  const planted = async () => {
+    const dir = workDir();
+    const input = await inputOf(dir);
+    const out = path.join(dir, 'out');
+    require0(out);
+    const lockFile = path.join(out, '.pcb', 'lock');
+    return { input, out, lockFile, plant: (holder: object) => writeFileSync(lockFile, JSON.stringify(holder)) };
+  };
+  const skipWithoutProc = existsSync('/proc/self/stat') ? it : it.skip;
+
+  it('a lock refreshed a day ago by a pid now held by another process (pid 1) is taken over at once, naming the old holder', async () => {
+    const { input, out, plant } = await planted();
+    const dayAgo = Date.now() - 86_400_000;
+    plant({ host: os.hostname(), pid: 1, started: dayAgo, refreshed: dayAgo, token: 'recycled' });
+    const r = await runPcb(['download', input, '--out', out, '--allow-private-network', '--json']);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(new RegExp(`warning: took over the lock .*not refreshed for \\d+ s: pcb pid 1 on ${os.hostname()}`));
+    expect(JSON.parse(r.stdout).ok).toBe(kit.photos.length);
+  });
+
+  skipWithoutProc('a fresh lock whose pid is now a live process started after it (a recycled pid) is taken over', async () => {
+    const { input, out, plant } = await planted();
+    const lockTaken = Date.now() - 60_000;
+    const other = start('sleep', ['300']);
+    await until(() => stateOf(other.pid!) !== null, 'the other process to start');
+    plant({ host: os.hostname(), pid: other.pid, started: lockTaken, refreshed: Date.now(), token: 'recycled' });
+    const r = await runPcb(['download', input, '--out', out, '--allow-private-network', '--json']);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(new RegExp(`warning: took over the lock .*pid ${other.pid} on this host is another process now.*: pcb pid ${other.pid} on `));
+  });
+
+  skipWithoutProc('a fresh lock whose pid is a zombie (exited, never reaped) is taken over', async () => {
+    const { input, out, plant } = await planted();
+    // sh starts a child that exits at once, then becomes a sleep that never reaps it: a zombie until the sleep ends.
+    const parent = start('sh', ['-c', 'sleep 0 & echo $!; exec sleep 300']);
+    let zombie = 0;
+    parent.stdout!.on('data', (d: Buffer) => {
+      zombie ||= Number(String(d).trim());
+    });
+    await until(() => zombie > 0 && stateOf(zombie) === 'Z', 'the zombie');
+    const now = Date.now();
+    plant({ host: os.hostname(), pid: zombie, started: now, refreshed: now, token: 'zombie' });
+    const r = await runPcb(['download', input, '--out', out, '--allow-private-network', '--json']);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(new RegExp(`warning: took over the lock .*pid ${zombie} on this host is gone`));
+  });
+
+  skipWithoutProc('a live holder that refreshes is never taken over, and the refusal says how to check it and what to do', async () => {
+    const { input, out, lockFile, plant } = await planted();
+    const holder = start('sleep', ['300']);
+    await until(() => stateOf(holder.pid!) === 'S', 'the holder to run');
+    const now = Date.now() + 3_000;
+    plant({ host: os.hostname(), pid: holder.pid, started: now, refreshed: now, token: 'live' });
+    const r = await runPcb(['download', input, '--out', out, ...common]);
+    expect(r.code).toBe(1);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(r.stderr).toContain(`in use by pcb pid ${holder.pid} on ${os.hostname()}`);
+    expect(r.stderr).toContain(`ps -o pid,lstart,args -p ${holder.pid}`);
+    expect(r.stderr).toContain(`delete ${lockFile} and rerun`);
     expect(JSON.parse(readFileSync(lockFile, 'utf8')).token).toBe('live');
   });
 });

@@ -26,6 +26,11 @@ export interface S3Faults {
   partDelayMs?: number;
   /** Hold every request this long before passing it on: a store's time to first byte over a WAN. */
   latencyMs?: number;
+  /**
+   * Create each multipart upload in s3rver at once but hold its answer this long: a client killed
+   * meanwhile never learns the upload's id (the upload is open in the store, in no journal).
+   */
+  holdCreateAnswerMs?: number;
 }
 
 /** The access key s3rver accepts (any other is refused with InvalidAccessKeyId). */
@@ -35,6 +40,8 @@ export class KitS3Server {
   readonly dir = mkdtempSync(path.join(os.tmpdir(), 'pcb-s3-'));
   readonly requests: S3Request[] = [];
   faults: S3Faults = {};
+  /** Multipart uploads created whose answer was held (holdCreateAnswerMs). */
+  heldCreates = 0;
   injected = 0;
   private s3rver: { run(): Promise<AddressInfo>; close(): Promise<void> } | null = null;
   private proxy: http.Server | null = null;
@@ -114,10 +121,17 @@ export class KitS3Server {
     }
     if (req.method === 'PUT' && url.searchParams.has('partNumber') && this.faults.partDelayMs) await new Promise((r) => setTimeout(r, this.faults.partDelayMs));
     if (this.faults.latencyMs) await new Promise((r) => setTimeout(r, this.faults.latencyMs));
+    const holdAnswer = req.method === 'POST' && url.searchParams.has('uploads') ? (this.faults.holdCreateAnswerMs ?? 0) : 0;
     const up = http.request({ host: '127.0.0.1', port: this.backend, method: req.method, path: req.url, headers: req.headers, agent: this.agent }, (answer) => {
       log(answer.statusCode ?? 0);
-      res.writeHead(answer.statusCode ?? 502, answer.headers);
-      answer.pipe(res);
+      const pass = () => {
+        res.writeHead(answer.statusCode ?? 502, answer.headers);
+        answer.pipe(res);
+      };
+      if (!holdAnswer) return pass();
+      this.heldCreates++;
+      answer.pause();
+      setTimeout(pass, holdAnswer).unref();
     });
     up.on('error', () => res.destroy());
     // A client that went away mid-body (a killed pcb): the request to s3rver goes too, or it would wait for ever.

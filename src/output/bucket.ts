@@ -60,6 +60,11 @@ class FileJournal implements UploadJournal {
   }
 }
 
+/** A tar of `shard` (or its index) at the top of the prefix. */
+function isShardTarOrIndex(name: string, shard: Shard | null): boolean {
+  return (name.endsWith(TAR_EXT) || isTarIndexName(name)) && !name.includes('/') && tagInShard(tarShardTag(name), shard);
+}
+
 export class BucketStore implements OutputStore {
   readonly holdsBytes = true;
   readonly client: S3Client;
@@ -187,21 +192,20 @@ export class BucketStore implements OutputStore {
   async prepare(shard: Shard | null, removeTars: boolean): Promise<void> {
     // The state folder's own leftovers: records a killed run was writing.
     removeStaleTemps(this.stateOut);
-    const mine = (name: string) => name.endsWith(TAR_EXT) && tagInShard(tarShardTag(name), shard);
-    // This machine's journals of the shard (its processes' included), then the store's own list where it has one.
     await this.abortOpen(shard);
-    await abortOpenUploads(this.client, this.target, mine);
     if (!removeTars) return;
     const doomed: string[] = [];
     await listObjects(this.client, this.target, (name) => {
-      if ((mine(name) || (isTarIndexName(name) && tagInShard(tarShardTag(name), shard))) && !name.includes('/')) doomed.push(name);
+      if (isShardTarOrIndex(name, shard)) doomed.push(name);
     });
     for (const name of doomed) await deleteObject(this.client, this.target, name);
   }
 
   /**
-   * The multipart uploads open in this machine's journals of the shard (its processes' included),
-   * aborted, all at once: before a run, and when a second Ctrl-C ends one at once.
+   * The multipart uploads of this shard's tars left open (its processes' included), aborted: those in
+   * this machine's journals, all at once, then those the store lists. The listing finds an upload the
+   * store created but whose id never reached pcb (a process killed while the answer was on its way), so it
+   * was never journaled. Before a run, and when a second Ctrl-C ends one (once nothing can start another).
    */
   async abortOpen(shard: Shard | null): Promise<void> {
     const dir = path.join(this.stateOut, STATE_DIR);
@@ -217,6 +221,7 @@ export class BucketStore implements OutputStore {
         return journal.entries().map(([uploadId, key]) => abortUpload(this.client, this.target.bucket, key, uploadId, journal));
       }),
     );
+    await abortOpenUploads(this.client, this.target, (name) => name.endsWith(TAR_EXT) && isShardTarOrIndex(name, shard));
   }
 
   /** Local files as objects (the records, run.json), each whole or not at all, all at once: one round trip to a distant store. */

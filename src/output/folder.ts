@@ -6,6 +6,7 @@ import { existsSync, opendirSync, readFileSync, renameSync, rmSync, statSync, wr
 import os from 'node:os';
 import path from 'node:path';
 import { UsageError } from '../errors.js';
+import { processState } from './process-state.js';
 
 export const STATE_DIR = '.pcb';
 
@@ -15,15 +16,6 @@ export const HOST = os.hostname().replace(/[^A-Za-z0-9_.-]/g, '_') || 'host';
 /** Temporary names carry host and pid, so cleanup can tell a dead run's leftovers from another host's live files. */
 export function tempName(file: string): string {
   return `${file}.tmp-${HOST}-${process.pid}`;
-}
-
-export function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 /** Another host's leftovers are removed only when nobody could still be writing them. */
@@ -45,7 +37,7 @@ export function removeStaleTemps(dir: string, alsoSee: (name: string) => void = 
     const pid = Number(m[2]);
     const dead =
       m[1] === HOST
-        ? pid !== process.pid && !isAlive(pid)
+        ? pid !== process.pid && !processState(pid).alive
         : Date.now() - (statSync(file, { throwIfNoEntry: false })?.mtimeMs ?? Date.now()) > FOREIGN_TEMP_AGE_MS;
     if (dead) stale.push(file);
   });

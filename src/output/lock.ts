@@ -1,13 +1,16 @@
 /**
  * One writer per folder (per shard): a lock file in `.pcb/` naming host, pid and start time, refreshed
- * while the run lives. A lock whose holder is gone (a dead pid on this host) or silent (no refresh for
- * minutes, from another host) is taken over with a warning.
+ * while the run lives. Every lock pcb takes (folder, shard, a process's share, an S3 output's state)
+ * is judged by one rule (staleReason): a holder that stopped refreshing, or on this host a pid that is
+ * gone, a zombie, or another process started after the lock was taken, no longer holds it, and the lock
+ * is taken over with a warning that names the old holder.
  */
 import { rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { FatalError } from '../errors.js';
-import { isAlive, readJson, writeJsonAtomic } from './folder.js';
+import { readJson, writeJsonAtomic } from './folder.js';
+import { processState } from './process-state.js';
 
 export interface LockHolder {
   host: string;
@@ -18,16 +21,24 @@ export interface LockHolder {
 }
 
 export const LOCK_REFRESH_MS = 30_000;
-/** A lock from another host not refreshed for this long is taken over. */
+/** A lock not refreshed for this long is taken over (its holder refreshes it every LOCK_REFRESH_MS). */
 export const LOCK_STALE_MS = 5 * 60_000;
+/** /proc's start times are rounded to the boot time's whole second: a holder may seem to start this much after its lock. */
+const START_SLACK_MS = 2_000;
 
 const readHolder = (file: string) => readJson<LockHolder>(file);
 
 /** Why the holder no longer counts, or null while it does. */
 export function staleReason(h: LockHolder, now = Date.now()): string | null {
-  if (h.host === os.hostname()) return isAlive(h.pid) ? null : `pid ${h.pid} on this host is gone`;
   const age = now - h.refreshed;
-  return age > LOCK_STALE_MS ? `not refreshed for ${Math.round(age / 1000)} s` : null;
+  if (!(age <= LOCK_STALE_MS)) return `not refreshed for ${Math.round(age / 1000)} s`;
+  if (h.host !== os.hostname()) return null;
+  const p = processState(h.pid);
+  if (!p.alive) return `pid ${h.pid} on this host is gone`;
+  if (p.startedMs !== null && p.startedMs > h.started + START_SLACK_MS) {
+    return `pid ${h.pid} on this host is another process now, started ${new Date(p.startedMs).toISOString()}, after the lock was taken`;
+  }
+  return null;
 }
 
 export class FolderLock {
@@ -57,10 +68,11 @@ export class FolderLock {
     // An unreadable lock is a torn write by a killed run, unless it is brand new (its writer is mid-write).
     const reason = current ? staleReason(current, now) : now - (statSync(file, { throwIfNoEntry: false })?.mtimeMs ?? 0) > 5000 ? 'unreadable' : null;
     if (!reason) {
-      const who = current
-        ? `pcb pid ${current.pid} on ${current.host}, running since ${new Date(current.started).toISOString()}`
-        : 'another pcb that is starting';
-      throw new FatalError(`${what} is in use by ${who} (lock ${file}); wait for it to finish, or use another --out or --shard`);
+      if (!current) throw new FatalError(`${what} is in use by another pcb that is starting (lock ${file}); try again in a few seconds`);
+      const seen = Math.max(0, Math.round((now - current.refreshed) / 1000));
+      throw new FatalError(
+        `${what} is in use by pcb pid ${current.pid} on ${current.host}, running since ${new Date(current.started).toISOString()}, lock refreshed ${seen} s ago (${file}); wait for it to finish, or use another --out or --shard. If no pcb runs there (on ${current.host}: ps -o pid,lstart,args -p ${current.pid}), delete ${file} and rerun`,
+      );
     }
     writeJsonAtomic(file, holder);
     if (readHolder(file)?.token !== holder.token) throw new FatalError(`${what} was taken by another pcb at the same moment (lock ${file}); try again`);

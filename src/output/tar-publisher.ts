@@ -67,8 +67,15 @@ export class TarPublisher {
     });
   }
 
+  private stopped = false;
+
+  /** No new upload begins (a second Ctrl-C): what is left is aborted, and the next run redoes its rows. */
+  stop(): void {
+    this.stopped = true;
+  }
+
   private pump(): void {
-    while (this.active < TARS_AT_ONCE && this.waiting.length > 0) {
+    while (!this.stopped && this.active < TARS_AT_ONCE && this.waiting.length > 0) {
       const name = this.waiting.shift()!;
       this.active++;
       void this.send(name).finally(() => {
@@ -79,7 +86,7 @@ export class TarPublisher {
           this.roomWaiter = null;
           r?.();
         }
-        if (this.active === 0 && this.waiting.length === 0) for (const w of this.idle.splice(0)) w();
+        if (this.active === 0 && (this.waiting.length === 0 || this.stopped)) for (const w of this.idle.splice(0)) w();
       });
     }
   }
@@ -105,7 +112,7 @@ export class TarPublisher {
 
   /** Waits for every upload; the rows of the tars the store refused, to log again as failed. */
   async drain(): Promise<{ rows: Pick<RowResult, 'row' | 'id' | 'url'>[]; message: string }[]> {
-    if (this.active > 0 || this.waiting.length > 0)
+    if (this.active > 0 || (this.waiting.length > 0 && !this.stopped))
       await new Promise<void>((r) => {
         this.idle.push(r);
       });

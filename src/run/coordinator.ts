@@ -163,7 +163,9 @@ async function runShares(o: DownloadOptions, hooks: RunHooks, store: OutputStore
     stopAll(hard);
     if (!hard) return;
     for (const s of shares) s.child.kill('SIGKILL');
-    // What the processes left open in the store (multipart uploads) is in their journals, on this machine's disk.
+    // Only once every process is gone can no upload begin behind the abort pass (a process that had not heard the
+    // second signal yet could start one); then their journals are final, and the store lists what they never journaled.
+    await Promise.all(shares.map((s) => s.exited));
     await store.abortOpen(o.shard).catch(() => undefined);
   });
 

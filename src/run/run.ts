@@ -168,6 +168,8 @@ async function dispatchRows(o: DownloadOptions, { plan, todo }: Planned, run: Ru
     progress.stop();
     if (hard) {
       pool?.abandon();
+      // No tar begins its upload behind the abort pass below.
+      tars.stop();
       log.close();
       run.lock.release();
       // No invisible parts left behind (and billed): the next run would abort them, but it may never come.
