@@ -59,9 +59,9 @@ export class TarPublisher {
     return this.roomWaiter !== null;
   }
 
-  /** Resolves once fewer than TARS_WAITING closed tars wait for an upload. */
-  room(): Promise<void> {
-    if (this.waiting.length < TARS_WAITING) return Promise.resolve();
+  /** Null while fewer than TARS_WAITING closed tars wait for the store, else a promise of room (a row costs no await meanwhile). */
+  room(): Promise<void> | null {
+    if (this.waiting.length < TARS_WAITING) return null;
     return new Promise((r) => {
       this.roomWaiter = r;
     });

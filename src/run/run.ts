@@ -190,7 +190,8 @@ async function dispatchRows(o: DownloadOptions, { plan, todo }: Planned, run: Ru
           }
           firstDispatchS ??= (Date.now() - run.started) / 1000;
           // A store slower than the workers: rows wait here, not closed tars on local disk.
-          await tars.room();
+          const room = tars.room();
+          if (room) await room;
           await pool!.submit(task);
         }
       }
