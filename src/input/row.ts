@@ -12,25 +12,14 @@ export function checkId(id: string | null | undefined): string {
 }
 
 import type { CaptionSource } from '../result.js';
+import { captionText } from './caption.js';
 export type { CaptionSource };
-
-function asText(value: unknown): string {
-  if (value === null || value === undefined) return '';
-  if (Array.isArray(value))
-    return value
-      .filter((v) => v !== null && v !== undefined)
-      .map(String)
-      .map((s) => s.trim())
-      .filter(Boolean)
-      .join(', ');
-  return String(value).trim();
-}
 
 /** The caption column, else the fallback (a list joined with ", "), else empty. */
 export function chooseCaption(primary: unknown, fallback: unknown): { text: string; source: CaptionSource } {
-  const p = asText(primary);
+  const p = captionText(primary);
   if (p) return { text: p, source: 'primary' };
-  const f = asText(fallback);
+  const f = captionText(fallback);
   if (f) return { text: f, source: 'fallback' };
   return { text: '', source: 'none' };
 }

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
 import type { DuckDBConnection } from '@duckdb/node-api';
 import { FatalError, UsageError } from '../errors.js';
+import { captionTextSql } from './caption.js';
 import { ident, literal, duckMessage } from '../sql.js';
 import { composeShard } from '../shard.js';
 import type { Shard } from '../shard.js';
@@ -149,17 +150,27 @@ export interface Plan {
   previousTable?: string | null;
   /** A table of `row` values whose id an earlier row has (see buildDuplicateTable). */
   duplicateTable?: string | null;
-  /** Send each row's columns along, as JSON (webdataset samples carry them). */
-  withColumns?: boolean;
+  /** The input columns to send along with each row, as one JSON object (webdataset samples carry them); null: none. */
+  sampleColumns?: string[] | null;
 }
 
+/** Floating-point types: JSON has no NaN or Infinity, so those values go as null. */
+const FLOAT = /^(DOUBLE|FLOAT|REAL|FLOAT4|FLOAT8)$/;
+
 /**
- * Text of a caption column as a worker receives it: lists (`VARCHAR[]`, `VARCHAR[3]`) joined with ", ",
- * anything else cast to text; trimmed, as chooseCaption() trims it. metadata.parquet's `caption` is made
- * from the same expression, so it holds what the .txt holds.
+ * A row's columns as one JSON object, by DuckDB's to_json: each value keeps its type's JSON form (a whole
+ * DOUBLE stays `1.0`, a BIGINT past 2^53 keeps every digit, a date is its ISO text, a list an array).
  */
-export function captionTextSql(expr: string, type: string): string {
-  return type.endsWith(']') ? `trim(array_to_string(${expr}, ', '))` : `trim(CAST(${expr} AS VARCHAR))`;
+function columnsJsonSql(source: Source, names: string[]): string {
+  if (!names.length) return 'NULL::VARCHAR';
+  const value = (name: string) => {
+    const type = source.type(name) ?? '';
+    const col = `sel.${ident(name)}`;
+    if (FLOAT.test(type)) return `CASE WHEN isfinite(${col}) THEN ${col} END`;
+    if (FLOAT.test(type.replace(/\[\d*\]$/, ''))) return `list_transform(${col}, __v -> CASE WHEN isfinite(__v) THEN __v END)`;
+    return col;
+  };
+  return `CAST(to_json(struct_pack(${names.map((n) => `${ident(n)} := ${value(n)}`).join(', ')})) AS VARCHAR)`;
 }
 
 function textExpr(source: Source, col: string | null): string {
@@ -205,7 +216,7 @@ export function taskSql(source: Source, plan: Plan): string {
       ${numberExpr(source, 'width')} AS src_width, ${numberExpr(source, 'height')} AS src_height,
       ${plan.duplicateTable ? 'dup.row IS NOT NULL' : 'FALSE'} AS duplicate,
       ${plan.previousTable ? 'prev.path' : 'NULL::VARCHAR'} AS previous_path,
-      ${plan.withColumns ? 'CAST(to_json(sel) AS VARCHAR)' : 'NULL::VARCHAR'} AS columns
+      ${plan.sampleColumns ? columnsJsonSql(source, plan.sampleColumns) : 'NULL::VARCHAR'} AS columns
     FROM (${selectedRowsSql(source, plan)}) sel
     ${plan.duplicateTable ? `LEFT JOIN ${plan.duplicateTable} dup ON dup.row = sel.__row` : ''}
     ${plan.previousTable ? `LEFT JOIN ${plan.previousTable} prev ON prev.row = sel.__row` : ''}

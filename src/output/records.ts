@@ -10,7 +10,7 @@ import type { PolicyFlags } from '../errors.js';
 import { MANIFEST_COLUMNS } from '../result.js';
 import { latestSql } from './row-log.js';
 import { tempName } from './folder.js';
-import { captionTextSql } from '../input/source.js';
+import { captionTextSql } from '../input/caption.js';
 import { ident, literal } from '../sql.js';
 
 export async function copyAtomic(conn: DuckDBConnection, select: string, dest: string): Promise<void> {

@@ -18,8 +18,8 @@ export interface Sample {
   ext: string;
   image: Buffer;
   caption: string;
-  /** The sample's metadata (webdataset's `<key>.json`). */
-  meta: Record<string, unknown>;
+  /** The sample's metadata as JSON text (webdataset's `<key>.json`). */
+  meta: string;
   /** The image this row wrote before under another name (--overwrite into another format). */
   previousPath: string | null;
 }
@@ -86,7 +86,7 @@ export class TarWriter implements SampleWriter {
     const { tar, closed } = this.shards.add([
       { name: image, data: s.image },
       { name: `${key}.txt`, data: Buffer.from(s.caption, 'utf8') },
-      { name: `${key}.json`, data: Buffer.from(JSON.stringify(s.meta), 'utf8') },
+      { name: `${key}.json`, data: Buffer.from(s.meta, 'utf8') },
     ]);
     // --overwrite of a flat folder into tars: the row's old files go once its sample is in a tar.
     if (s.previousPath && !s.previousPath.includes('.tar/')) {

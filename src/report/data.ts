@@ -12,7 +12,7 @@ import type { RunRecord } from '../output/folder.js';
 import type { LockHolder } from '../output/lock.js';
 import { staleReason } from '../output/lock.js';
 import { logLinesSql } from '../output/row-log.js';
-import { captionTextSql } from '../input/source.js';
+import { captionTextSql } from '../input/caption.js';
 import { ident, literal } from '../sql.js';
 import type { Summary } from '../run/progress.js';
 

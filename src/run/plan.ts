@@ -9,6 +9,7 @@ import { buildDoneTable, buildPreviousTable } from '../output/records.js';
 import type { OutputStore } from '../output/store.js';
 import { duckMessage } from '../sql.js';
 import { recordsCurrent } from './setup.js';
+import { SAMPLE_KEYS } from './process-row.js';
 
 export interface Planned {
   plan: Plan;
@@ -55,7 +56,7 @@ export async function planRows(
     shard: o.shard,
     share: o.share,
     limit: o.limit,
-    withColumns: o.outputFormat === 'webdataset',
+    sampleColumns: o.outputFormat === 'webdataset' ? source.columns.map((c) => c.name).filter((n) => !SAMPLE_KEYS.has(n)) : null,
     doneTable:
       o.overwrite || !logs.length
         ? null

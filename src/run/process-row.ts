@@ -30,7 +30,7 @@ async function fetchSource(url: URL, task: RowTask, ctx: RowContext): Promise<Do
 }
 
 /** Keys of a sample's .json that pcb sets: input columns of the same name are left out. */
-const SAMPLE_KEYS = new Set(['id', 'row', 'url', 'caption', 'caption_source', 'width', 'height', 'original_width', 'original_height']);
+export const SAMPLE_KEYS = new Set(['id', 'row', 'url', 'caption', 'caption_source', 'width', 'height', 'original_width', 'original_height']);
 
 /** A webdataset sample's .json: what pcb knows of the row and the written image, then the input's other columns. */
 function sampleMeta(
@@ -38,11 +38,8 @@ function sampleMeta(
   id: string,
   caption: { text: string; source: string },
   img: { width: number; height: number; srcWidth: number; srcHeight: number },
-) {
-  const columns = task.columns ? (JSON.parse(task.columns) as Record<string, unknown>) : {};
-  // The scan's own row number (__row, file_row_number) is not a column of the input.
-  const rest = Object.fromEntries(Object.entries(columns).filter(([k]) => !SAMPLE_KEYS.has(k) && !k.startsWith('__') && k !== 'file_row_number'));
-  return {
+): string {
+  const own = JSON.stringify({
     id,
     row: task.row,
     url: task.url,
@@ -52,8 +49,10 @@ function sampleMeta(
     height: img.height,
     original_width: img.srcWidth,
     original_height: img.srcHeight,
-    ...rest,
-  };
+  });
+  // The input's other columns as DuckDB wrote them (never parsed here: JSON.parse turns 1.0 into 1 and rounds big integers).
+  const columns = task.columns?.trim() ?? '';
+  return columns.length > 2 ? `${own.slice(0, -1)},${columns.slice(1)}` : own;
 }
 
 /** Anything that is not a RowError is a bug: kept as a row, never disguised as a network or image failure. */
