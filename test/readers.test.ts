@@ -7,7 +7,7 @@ import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
 import { describe, expect, it } from 'vitest';
-import { captionText, captionTextSql } from '../src/input/caption.js';
+import { captionText, captionTextSql, captionWords, captionWordsSql } from '../src/input/caption.js';
 import { datasetRow, writeParquet } from '../src/kit/dataset.js';
 import { photoSet } from '../src/kit/photos.js';
 import { scanTar } from '../src/output/tar.js';
@@ -29,10 +29,13 @@ describe('one caption rule', () => {
   it('DuckDB and JavaScript make the same text of every caption, lists included', async () => {
     const conn = await (await DuckDBInstance.create(':memory:')).connect();
     try {
-      for (const s of TRICKY) {
-        const sql = (await conn.runAndReadAll(`SELECT ${captionTextSql('$1', 'VARCHAR')} AS t`, [s])).getRowObjectsJS()[0].t;
-        expect(sql, JSON.stringify(s)).toBe(captionText(s));
+      for (const s of [...TRICKY, 'words\u3000apart\u00a0by\u2009unicode\u000bspaces']) {
+        const sql = (await conn.runAndReadAll(`SELECT ${captionTextSql('$1', 'VARCHAR')} AS t, ${captionWordsSql('$1')} AS w`, [s])).getRowObjectsJS()[0];
+        expect(sql.t, JSON.stringify(s)).toBe(captionText(s));
         expect(captionText(s)).toBe(s.trim());
+        // The report's caption lengths: words counted the same way in both engines.
+        expect(Number(sql.w), JSON.stringify(s)).toBe(captionWords(s));
+        expect(captionWords(s)).toBe(s.trim() ? s.trim().split(/\s+/).length : 0);
       }
       const list = ['  red ', '', null, 'car\u00a0', '\n'];
       const sql = (

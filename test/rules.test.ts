@@ -1,6 +1,6 @@
 import { aspectBucket } from '../src/report/charts.js';
 import { binSeconds } from '../src/report/data.js';
-import { wordCount } from '../src/run/process-row.js';
+import { captionWords as wordCount } from '../src/input/caption.js';
 import { describe, expect, it } from 'vitest';
 import { captionFileName, checkId, chooseCaption } from '../src/input/row.js';
 import { isBlockedAddress, parseRowUrl } from '../src/fetch/address.js';

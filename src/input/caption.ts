@@ -26,6 +26,8 @@ function spaceClass(escape: (cp: number) => string): string {
 const JS_EDGES = new RegExp(`^${spaceClass((cp) => `\\u{${cp.toString(16)}}`)}+|${spaceClass((cp) => `\\u{${cp.toString(16)}}`)}+$`, 'gu');
 const SQL_CLASS = spaceClass((cp) => `\\x{${cp.toString(16)}}`);
 
+const JS_RUN = new RegExp(`${spaceClass((cp) => `\\u{${cp.toString(16)}}`)}+`, 'u');
+
 /** A caption without the whitespace at its ends. */
 export function trimCaption(s: string): string {
   return s.replace(JS_EDGES, '');
@@ -34,6 +36,18 @@ export function trimCaption(s: string): string {
 /** The same in DuckDB. */
 export function trimCaptionSql(expr: string): string {
   return `regexp_replace(${expr}, '^${SQL_CLASS}+|${SQL_CLASS}+$', '', 'g')`;
+}
+
+/** Words in a caption: runs of anything but that whitespace (the report's caption lengths). */
+export function captionWords(text: string): number {
+  const t = trimCaption(text);
+  return t ? t.split(JS_RUN).length : 0;
+}
+
+/** The same in DuckDB. */
+export function captionWordsSql(expr: string): string {
+  const t = trimCaptionSql(expr);
+  return `CASE WHEN coalesce(${t}, '') = '' THEN 0 ELSE len(regexp_split_to_array(${t}, '${SQL_CLASS}+')) END`;
 }
 
 /** A column's caption text in JavaScript: a list's items trimmed, empty ones dropped, joined with ", "; anything else as text, trimmed. */

@@ -12,7 +12,7 @@ import type { RunRecord } from '../output/folder.js';
 import type { LockHolder } from '../output/lock.js';
 import { staleReason } from '../output/lock.js';
 import { logLinesSql } from '../output/row-log.js';
-import { captionTextSql } from '../input/caption.js';
+import { captionTextSql, captionWordsSql } from '../input/caption.js';
 import { ident, literal } from '../sql.js';
 import type { Summary } from '../run/progress.js';
 
@@ -206,7 +206,7 @@ export async function gatherReport(conn: DuckDBConnection, stateOut: string, lab
   // Rows logged before pcb counted words, or records without a log: the captions' text, counted here.
   const captionSql = await captionSource(conn, settings, metadata);
   if (captionSql.sql) {
-    await conn.run(`CREATE OR REPLACE TEMP TABLE c AS SELECT k.row, CASE WHEN trim(k.caption) = '' THEN 0 ELSE len(regexp_split_to_array(trim(k.caption), '\\s+')) END AS words
+    await conn.run(`CREATE OR REPLACE TEMP TABLE c AS SELECT k.row, ${captionWordsSql('k.caption')} AS words
       FROM (${captionSql.sql}) k SEMI JOIN (SELECT row, path FROM r WHERE status = 'ok') o ON ${captionSql.on}`);
     data.captions.available = true;
     data.captions.words = (await q(conn, 'SELECT words::DOUBLE AS w, count(*)::DOUBLE AS n FROM c GROUP BY 1 ORDER BY 1')).map((x) => ({

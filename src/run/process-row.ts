@@ -4,6 +4,7 @@ import type { ImageSource, RowResult, RowTask } from '../result.js';
 import type { RowContext } from './worker-config.js';
 import { parseRowUrl } from '../fetch/address.js';
 import { checkId, chooseCaption } from '../input/row.js';
+import { captionWords } from '../input/caption.js';
 import type { Written } from '../output/writer.js';
 import { download } from '../fetch/download.js';
 import type { Downloaded } from '../fetch/download.js';
@@ -58,12 +59,6 @@ function sampleMeta(
 /** Anything that is not a RowError is a bug: kept as a row, never disguised as a network or image failure. */
 function asRowError(err: unknown): RowError {
   return err instanceof RowError ? err : new RowError('internal_error', `unexpected: ${err instanceof Error ? err.message : String(err)}`);
-}
-
-/** Words of a caption, split at whitespace: what the report's caption lengths count. */
-export function wordCount(text: string): number {
-  const t = text.trim();
-  return t ? t.split(/\s+/).length : 0;
 }
 
 /** Download → resize → write image, then caption. Never throws: every outcome is a manifest row. */
@@ -123,7 +118,7 @@ export async function processRow(task: RowTask, ctx: RowContext): Promise<RowRes
       caption_source: caption.source,
       ms: Date.now() - started,
       written: img.data.length + Buffer.byteLength(caption.text),
-      words: wordCount(caption.text),
+      words: captionWords(caption.text),
       ...(written.closedTar ? { closedTar: written.closedTar } : {}),
     };
   } catch (err) {
