@@ -79,6 +79,18 @@ async function trickyInput(dir: string): Promise<{ file: string; n: number }> {
   return { file, n };
 }
 
+/** The tricky input written as a flat folder and as tars. */
+async function bothLayouts(): Promise<{ n: number; files: string; tars: string }> {
+  const dir = tmpDir();
+  const { file, n } = await trickyInput(dir);
+  const files = path.join(dir, 'files');
+  const tars = path.join(dir, 'tars');
+  const common = ['--allow-private-network', '--quiet', '--json', '--threads', '2', '--resolution', '256'];
+  expect((await runPcb(['download', file, '--out', files, ...common])).code).toBe(0);
+  expect((await runPcb(['download', file, '--out', tars, ...common, '--output-format', 'webdataset'])).code).toBe(0);
+  return { n, files, tars };
+}
+
 function tarSamples(out: string): Map<string, Record<string, string>> {
   const samples = new Map<string, Record<string, string>>();
   for (const t of readdirSync(out).filter((f) => f.endsWith('.tar'))) {
@@ -95,13 +107,7 @@ function tarSamples(out: string): Map<string, Record<string, string>> {
 
 describe('files and tars as written', () => {
   it('the .txt, metadata.parquet, the tar .txt and .json hold the same caption; the .json keeps each column type', async () => {
-    const dir = tmpDir();
-    const { file, n } = await trickyInput(dir);
-    const files = path.join(dir, 'files');
-    const tars = path.join(dir, 'tars');
-    const common = ['--allow-private-network', '--quiet', '--json', '--threads', '2', '--resolution', '256'];
-    expect((await runPcb(['download', file, '--out', files, ...common])).code).toBe(0);
-    expect((await runPcb(['download', file, '--out', tars, ...common, '--output-format', 'webdataset'])).code).toBe(0);
+    const { n, files, tars } = await bothLayouts();
     const meta = await readParquet(path.join(files, 'metadata.parquet'), 'id');
     const manifest = await readParquet(path.join(files, 'manifest.parquet'));
     expect(meta).toHaveLength(n);
@@ -160,13 +166,7 @@ describe('Hugging Face datasets reads the output as it is', () => {
   };
 
   withHf('imagefolder on a files output and webdataset on its tars: every ok row, images at their written sizes, caption = .txt, every column', async () => {
-    const dir = tmpDir();
-    const { file, n } = await trickyInput(dir);
-    const files = path.join(dir, 'files');
-    const tars = path.join(dir, 'tars');
-    const common = ['--allow-private-network', '--quiet', '--json', '--threads', '2', '--resolution', '256'];
-    expect((await runPcb(['download', file, '--out', files, ...common])).code).toBe(0);
-    expect((await runPcb(['download', file, '--out', tars, ...common, '--output-format', 'webdataset'])).code).toBe(0);
+    const { n, files, tars } = await bothLayouts();
     const meta = await readParquet(path.join(files, 'metadata.parquet'), 'id');
 
     const folder = load(['imagefolder', files]);

@@ -8,6 +8,7 @@ import { datasetRow, writeParquet } from '../src/kit/dataset.js';
 import { photoSet } from '../src/kit/photos.js';
 import { KitS3Server } from '../src/kit/s3-server.js';
 import { scanTar } from '../src/output/tar.js';
+import type { Ran } from '../src/kit/spawn.js';
 
 // The test's own SDK client, like pcb, has no word to say about Node 20's end of support.
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
@@ -91,6 +92,23 @@ const bigTars = (file: string, prefix: string) => [
 
 const range = (n: number) => Array.from({ length: n }, (_, i) => i);
 const fetched = (tag: string) => kit.server.requests.filter((q) => q.path.includes(`t=${tag}&`)).length;
+
+/** Ctrl-C until pcb is gone: the first asks for a soft stop, the next (signals that arrive together count once) for a hard one. */
+async function ctrlCUntilGone(run: Promise<Ran>, pid: number): Promise<Ran> {
+  let exited = false;
+  void run.then(() => {
+    exited = true;
+  });
+  while (!exited) {
+    try {
+      process.kill(pid, 'SIGINT');
+    } catch {
+      break;
+    }
+    await new Promise((w) => setTimeout(w, 100));
+  }
+  return run;
+}
 
 describe('--out s3://bucket/prefix', () => {
   it('files: every ok row is an image and a caption object, the records are uploaded, and a rerun lists the prefix once', async () => {
@@ -414,26 +432,7 @@ describe('--out s3://bucket/prefix', () => {
         },
       });
       await until(() => s3.openUploads().some((u) => u.key.startsWith(`${prefix}/`)), 'a multipart upload under way');
-      // Ctrl-C until it is gone: the first asks for a soft stop, the next (signals that arrive together count once) for a hard one.
-      let exited = false;
-      const r = await Promise.race([
-        run.then((x) => {
-          exited = true;
-          return x;
-        }),
-        (async () => {
-          while (!exited) {
-            try {
-              process.kill(pid, 'SIGINT');
-            } catch {
-              break;
-            }
-            await new Promise((w) => setTimeout(w, 100));
-          }
-          return run;
-        })(),
-      ]);
-      expect(r.code).toBe(130);
+      expect((await ctrlCUntilGone(run, pid)).code).toBe(130);
     } finally {
       s3.faults = {};
     }
@@ -461,25 +460,7 @@ describe('--out s3://bucket/prefix', () => {
           },
         });
         await until(() => s3.heldCreates > held && s3.openUploads().some((u) => u.key.startsWith(`${prefix}/`)), 'an upload created, its answer held');
-        let exited = false;
-        const r = await Promise.race([
-          run.then((x) => {
-            exited = true;
-            return x;
-          }),
-          (async () => {
-            while (!exited) {
-              try {
-                process.kill(pid, 'SIGINT');
-              } catch {
-                break;
-              }
-              await new Promise((w) => setTimeout(w, 100));
-            }
-            return run;
-          })(),
-        ]);
-        expect(r.code).toBe(130);
+        expect((await ctrlCUntilGone(run, pid)).code).toBe(130);
       } finally {
         s3.faults = {};
       }
