@@ -18,9 +18,9 @@ const CAPTION_SPACE: [number, number][] = [
   [0xfeff, 0xfeff],
 ];
 
-/** The class in a pattern whose code point escape is `escape` (JavaScript `\u{…}`, RE2 `\x{…}`). */
-function spaceClass(escape: (cp: number) => string): string {
-  return `[${CAPTION_SPACE.map(([a, b]) => (a === b ? escape(a) : `${escape(a)}-${escape(b)}`)).join('')}]`;
+/** The class in a pattern whose code points are written by `written` (JavaScript `\u{…}`, RE2 `\x{…}`). */
+function spaceClass(written: (cp: number) => string): string {
+  return `[${CAPTION_SPACE.map(([a, b]) => (a === b ? written(a) : `${written(a)}-${written(b)}`)).join('')}]`;
 }
 
 const JS_EDGES = new RegExp(`^${spaceClass((cp) => `\\u{${cp.toString(16)}}`)}+|${spaceClass((cp) => `\\u{${cp.toString(16)}}`)}+$`, 'gu');
