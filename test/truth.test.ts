@@ -171,11 +171,13 @@ describe('a lock whose holder is not what it says', () => {
 
   skipWithoutProc('a fresh lock whose pid is a zombie (exited, never reaped) is taken over', async () => {
     const { input, out, plant } = await planted();
-    // sh starts a child that exits at once, then becomes a sleep that never reaps it: a zombie until the sleep ends.
-    const parent = start('sh', ['-c', 'sleep 0 & echo $!; exec sleep 300']);
+    // A parent that forks a child which exits at once, says its pid, and never reaps it: a zombie until the parent ends.
+    const parent = start('perl', ['-e', '$| = 1; my $pid = fork(); exit 0 if $pid == 0; print "$pid\n"; sleep 300']);
+    let said = '';
     let zombie = 0;
     parent.stdout!.on('data', (d: Buffer) => {
-      zombie ||= Number(String(d).trim());
+      said += String(d);
+      if (said.includes('\n')) zombie ||= Number(said.trim());
     });
     await until(() => zombie > 0 && stateOf(zombie) === 'Z', 'the zombie');
     const now = Date.now();
