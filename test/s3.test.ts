@@ -417,22 +417,28 @@ describe('--out s3://bucket/prefix', () => {
     expect(members.sort()).toEqual(manifest.map((m) => `${m.id}.png`).sort());
   });
 
-  it.each([1, 2])('a second Ctrl-C during a multipart upload: pcb (%i process) exits at once and leaves no open upload behind', async (processes) => {
+  /** A tar run of 12 big photos into `prefix`, `processes` processes, for a test to interrupt. */
+  async function bigTarRun(processes: number, prefix: string): Promise<{ run: Promise<Ran>; pid: () => number }> {
     const dir = tmpDir();
-    const file = await input(dir, 12, `s3i${processes}${Date.now()}`, (i) => big[i % big.length]);
-    const prefix = `interrupted${processes}`;
+    const file = await input(dir, 12, `${prefix}${Date.now()}`, (i) => big[i % big.length]);
     const args = [...bigTars(file, prefix), '--threads', String(processes), '--processes', String(processes)];
-    s3.faults = { partDelayMs: 1500 };
     let pid = 0;
+    const run = runPcb([...args, '--quiet', '--json', '--allow-private-network'], {
+      env: { ...s3.env, XDG_CACHE_HOME: path.join(dir, 'cache') },
+      onSpawn: (p) => {
+        pid = p;
+      },
+    });
+    return { run, pid: () => pid };
+  }
+
+  it.each([1, 2])('a second Ctrl-C during a multipart upload: pcb (%i process) exits at once and leaves no open upload behind', async (processes) => {
+    const prefix = `interrupted${processes}`;
+    s3.faults = { partDelayMs: 1500 };
     try {
-      const run = runPcb([...args, '--quiet', '--json', '--allow-private-network'], {
-        env: { ...s3.env, XDG_CACHE_HOME: path.join(dir, 'cache') },
-        onSpawn: (p) => {
-          pid = p;
-        },
-      });
+      const { run, pid } = await bigTarRun(processes, prefix);
       await until(() => s3.openUploads().some((u) => u.key.startsWith(`${prefix}/`)), 'a multipart upload under way');
-      expect((await ctrlCUntilGone(run, pid)).code).toBe(130);
+      expect((await ctrlCUntilGone(run, pid())).code).toBe(130);
     } finally {
       s3.faults = {};
     }
@@ -444,23 +450,14 @@ describe('--out s3://bucket/prefix', () => {
   it.each([1, 2])(
     'a second Ctrl-C while the store has created an upload whose id pcb has not heard yet: pcb (%i process) still leaves no open upload',
     async (processes) => {
-      const dir = tmpDir();
-      const file = await input(dir, 12, `s3h${processes}${Date.now()}`, (i) => big[i % big.length]);
       const prefix = `unheard${processes}`;
-      const args = [...bigTars(file, prefix), '--threads', String(processes), '--processes', String(processes)];
       // The race replayed: the upload exists in the store, its id is on its way back and never arrives in time.
       s3.faults = { holdCreateAnswerMs: 60_000 };
       const held = s3.heldCreates;
-      let pid = 0;
       try {
-        const run = runPcb([...args, '--quiet', '--json', '--allow-private-network'], {
-          env: { ...s3.env, XDG_CACHE_HOME: path.join(dir, 'cache') },
-          onSpawn: (p) => {
-            pid = p;
-          },
-        });
+        const { run, pid } = await bigTarRun(processes, prefix);
         await until(() => s3.heldCreates > held && s3.openUploads().some((u) => u.key.startsWith(`${prefix}/`)), 'an upload created, its answer held');
-        expect((await ctrlCUntilGone(run, pid)).code).toBe(130);
+        expect((await ctrlCUntilGone(run, pid())).code).toBe(130);
       } finally {
         s3.faults = {};
       }
