@@ -1,14 +1,19 @@
 /**
  * Docs that cannot drift: the options table against the options as declared (cli-options.ts) and as
- * --help shows them, every relative link and anchor, every pcb command shown.
+ * --help shows them, every relative link and anchor, every pcb command shown, and every figure a picture
+ * of a run shows against the run recorded beside it.
  */
 import { describe, expect, it } from 'vitest';
+import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { CommanderError } from '@commander-js/extra-typings';
 import { OPT } from '../src/cli/cli-options.js';
 import { buildProgram } from '../src/cli/program.js';
 import { PROJECT_URL, VERSION } from '../src/version.js';
+import { cardItems, runCells } from '../src/report/page.js';
+import type { ReportData } from '../src/report/data.js';
+import { MIN_CORES_BUSY, QUIET, type ShotRecord } from '../bench/shot-rules.js';
 import { ROOT } from './helpers.js';
 
 interface Row {
@@ -186,5 +191,84 @@ describe('the docs, as a user follows them', () => {
       ['verify', 'train'],
       ['download', 'a.parquet', '--threads', '8'],
     ]);
+  });
+});
+
+/** Why a picture's record does not hold up, or [] when every figure it shows is the run's. */
+function shotProblems(record: ShotRecord, png: Buffer): string[] {
+  const problems: string[] = [];
+  const sha = createHash('sha256').update(png).digest('hex');
+  if (sha !== record.png.sha256)
+    problems.push(`the picture is not the one its figures were taken from (sha256 ${sha.slice(0, 12)}, recorded ${record.png.sha256.slice(0, 12)})`);
+  // A PNG's IHDR: width and height, big-endian, at bytes 16 and 20.
+  if (png.readUInt32BE(16) !== record.png.width || png.readUInt32BE(20) !== record.png.height) problems.push('the picture is not the recorded size');
+  if (record.runs.length !== 1) problems.push(`${record.runs.length} runs recorded: the picture is of one run in a fresh folder`);
+  record.runs.forEach((r, i) => {
+    const shown = record.shown.runs[i]?.join(' | ');
+    const cells = runCells(r, i).join(' | ');
+    if (shown !== cells) problems.push(`run ${i + 1}: the picture shows "${shown}", the run's record gives "${cells}"`);
+  });
+  if (record.shown.runs.length !== record.runs.length) problems.push(`the picture shows ${record.shown.runs.length} runs, ${record.runs.length} are recorded`);
+  // The cards: each figure as the page formats its exact count, and the counts are the runs'.
+  const n = (k: string) => Number(record.shown.cards[k]?.n);
+  const sum = (f: (r: ShotRecord['runs'][number]) => number) => record.runs.reduce((a, r) => a + f(r), 0);
+  const data = {
+    totals: { rows: n('rows'), ok: n('ok'), failed: n('failed'), bytesDownloaded: n('downloaded'), bytesWritten: n('written') },
+    runs: record.runs,
+  } as unknown as ReportData;
+  for (const [key, figure, label] of cardItems(data)) {
+    const card = record.shown.cards[key];
+    if (card?.figure !== figure || card.label !== label)
+      problems.push(`card ${key}: the picture shows "${card?.figure} ${card?.label}", its count gives "${figure} ${label}"`);
+  }
+  const counts: [string, number][] = [
+    ['rows', sum((r) => r.ok + r.failed)],
+    ['ok', sum((r) => r.ok)],
+    ['failed', sum((r) => r.failed)],
+    ['downloaded', sum((r) => r.bytes_downloaded)],
+  ];
+  for (const [key, v] of counts) if (n(key) !== v) problems.push(`card ${key}: ${n(key)}, the runs give ${v}`);
+  // A picture of pcb at work is of a quiet machine: nothing else busy around the run, and the run kept its cores busy.
+  const last = record.runs.at(-1);
+  if (record.other_work_busy.before > QUIET || record.other_work_busy.after > QUIET)
+    problems.push(`other work kept the machine busy (${JSON.stringify(record.other_work_busy)})`);
+  if (last && (last.cores_busy < MIN_CORES_BUSY || last.interrupted))
+    problems.push(`the run kept ${Math.round(last.cores_busy * 100)} % of its cores busy${last.interrupted ? ' and was interrupted' : ''}: not a quiet run`);
+  return problems;
+}
+
+/** Numbers in a docs sentence that describes a picture: each must be one the picture shows. */
+function figuresIn(sentence: string): string[] {
+  return [...sentence.matchAll(/\d[\d,.]*/g)].map((m) => m[0].replace(/[.,]$/, ''));
+}
+
+describe('the docs pictures', () => {
+  const record = JSON.parse(readFileSync(path.join(ROOT, 'docs', 'report.json'), 'utf8')) as ShotRecord;
+  const png = readFileSync(path.join(ROOT, 'docs', record.png.file));
+
+  it('docs/report.png shows the run recorded in docs/report.json, made on a quiet machine (npm run docs:shots)', () => {
+    expect(shotProblems(record, png)).toEqual([]);
+  });
+
+  it('the words under the picture in docs/report.md cite only figures the picture shows', () => {
+    const page = readFileSync(path.join(ROOT, 'docs', 'report.md'), 'utf8');
+    const caption = page.split('\n').find((l) => l.startsWith('*The demo'));
+    expect(caption, 'docs/report.md has a caption under the picture (*The demo …*)').toBeDefined();
+    const shown = [...Object.values(record.shown.cards).flatMap((c) => [c.figure, c.label]), ...record.shown.runs.flat()].join(' ');
+    const cited = figuresIn(caption!);
+    expect(cited.length).toBeGreaterThan(3);
+    for (const f of cited) expect(shown, `docs/report.md cites ${f}, which the picture does not show`).toContain(f);
+  });
+
+  it('the check catches a picture that is not its record, a figure changed, a busy machine', () => {
+    expect(shotProblems(record, Buffer.concat([png, Buffer.from([0])]))).toEqual([expect.stringMatching(/not the one its figures/)]);
+    const slower = structuredClone(record);
+    slower.runs[0].images_per_s /= 2;
+    expect(shotProblems(slower, png).join('\n')).toMatch(/the run's record gives/);
+    const busy = structuredClone(record);
+    busy.other_work_busy.before = 0.5;
+    busy.runs.at(-1)!.cores_busy = 0.2;
+    expect(shotProblems(busy, png).join('\n')).toMatch(/other work.*\n.*not a quiet run/);
+    expect(figuresIn('*The demo: 8.58 images/s, 11.9 s, 99 % of 2 cores.*')).toEqual(['8.58', '11.9', '99', '2']);
   });
 });

@@ -30,7 +30,9 @@ async function demo(): Promise<number> {
   const parquet = path.join(dir, 'demo.parquet');
   await writeParquet(parquet, rows);
   const out = path.join(root, 'demo-output');
-  const args = ['download', parquet, '--out', out, '--allow-private-network', '--overwrite', ...process.argv.slice(2)];
+  // The folder as the user names it from here: the summary and the report's title show it.
+  const rel = path.relative(process.cwd(), out) || '.';
+  const args = ['download', parquet, '--out', rel, '--allow-private-network', '--overwrite', ...process.argv.slice(2)];
   process.stderr.write(`demo: serving them on ${server.base}; running: pcb ${args.map((a) => (a.includes(' ') ? JSON.stringify(a) : a)).join(' ')}\n`);
   // Ctrl-C reaches pcb too (same process group): keep serving while it finishes the rows in flight.
   const ignore = () => undefined;
@@ -45,18 +47,18 @@ async function demo(): Promise<number> {
   const reported =
     code === 0 &&
     (await new Promise<number>((resolve) =>
-      spawn(path.join(root, 'bin', 'pcb'), ['report', out], { stdio: ['ignore', 'ignore', 'inherit'] }).on('exit', (c) => resolve(c ?? 1)),
+      spawn(path.join(root, 'bin', 'pcb'), ['report', rel], { stdio: ['ignore', 'ignore', 'inherit'] }).on('exit', (c) => resolve(c ?? 1)),
     )) === 0;
   if (code === 0) {
     process.stderr.write(
       [
         '',
         'demo: look at',
-        `  ${path.relative(process.cwd(), out)}/<id>.png and <id>.txt   the resized images and their captions`,
-        `  ${path.relative(process.cwd(), out)}/manifest.parquet        one row per input row: status, error, sizes, timings`,
-        `  ${path.relative(process.cwd(), out)}/metadata.parquet        input columns + file_name/width/height for the trainer`,
-        ...(reported ? [`  ${path.relative(process.cwd(), out)}/.pcb/report.html        the run and the dataset at a glance: open it in a browser`] : []),
-        `  npx pcb status ${path.relative(process.cwd(), out)}   ·   npx pcb verify ${path.relative(process.cwd(), out)}   ·   npx pcb config ${path.relative(process.cwd(), out)}`,
+        `  ${rel}/<id>.png and <id>.txt   the resized images and their captions`,
+        `  ${rel}/manifest.parquet        one row per input row: status, error, sizes, timings`,
+        `  ${rel}/metadata.parquet        input columns + file_name/width/height for the trainer`,
+        ...(reported ? [`  ${rel}/.pcb/report.html        the run and the dataset at a glance: open it in a browser`] : []),
+        `  npx pcb status ${rel}   ·   npx pcb verify ${rel}   ·   npx pcb config ${rel}`,
         '',
       ].join('\n'),
     );

@@ -20,7 +20,7 @@ h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:32px 0 8px;border-bott
 .sub{color:#666}.banner{background:#fff4d6;border:1px solid #e8c766;padding:8px 12px;border-radius:6px;margin:12px 0}
 .cards{display:flex;flex-wrap:wrap;gap:12px;margin:16px 0}.card{background:#fff;border:1px solid #e3e3e3;border-radius:8px;padding:10px 14px;min-width:120px}
 .card b{display:block;font-size:20px}.card span{color:#666;font-size:12px}.card.bad b{color:#c9302c}.card.good b{color:#2e6fc7}
-table{border-collapse:collapse;background:#fff;margin:8px 0}td,th{border:1px solid #e3e3e3;padding:4px 8px;text-align:left;vertical-align:top}td{white-space:nowrap}td:last-child{white-space:normal;min-width:220px}
+table{border-collapse:collapse;background:#fff;margin:8px 0}td,th{border:1px solid #e3e3e3;padding:4px 8px;text-align:left;vertical-align:top}td{white-space:nowrap}td:last-child{white-space:normal;min-width:220px}td.w{white-space:normal;min-width:120px}
 th{background:#f2f2f2;font-weight:600}td.n{text-align:right;font-variant-numeric:tabular-nums}
 .ex{color:#555;font-size:12px;word-break:break-all}.chart{background:#fff;border:1px solid #e3e3e3;border-radius:8px;padding:8px;margin:8px 0;overflow-x:auto}
 .sheet{display:grid;grid-template-columns:repeat(auto-fill,minmax(168px,1fr));gap:8px}
@@ -29,10 +29,10 @@ figure img{max-width:160px;max-height:160px;display:block;margin:0 auto}figcapti
 .note{color:#666;font-size:12px}.wide{overflow-x:auto}
 `;
 
-function cards(d: ReportData): string {
+/** The cards at the top, as [key, figure, label, exact count, class]: what a person reads first. */
+export function cardItems(d: ReportData): [string, string, string, number | null, string?][] {
   const t = d.totals;
   const last = d.runs.at(-1);
-  // data-n: the exact count, for a reader (or a test) that should not parse the text.
   const items: [string, string, string, number | null, string?][] = [
     ['rows', num(t.rows), 'rows settled', t.rows],
     ['ok', num(t.ok), `ok (${pct(t.ok, t.rows)})`, t.ok, 'good'],
@@ -41,21 +41,61 @@ function cards(d: ReportData): string {
     ['written', t.bytesWritten === null ? '–' : prettyBytes(t.bytesWritten), 'written (images + captions)', t.bytesWritten],
   ];
   if (last) items.push(['rate', `${last.images_per_s.toFixed(1)}`, 'images/s, last run', last.images_per_s]);
-  return `<div class="cards">${items
+  return items;
+}
+
+function cards(d: ReportData): string {
+  // data-n: the exact count, for a reader (or a test) that should not parse the text.
+  return `<div class="cards">${cardItems(d)
     .map(([key, v, l, n, c]) => `<div class="card${c ? ` ${c}` : ''}" id="count-${key}" data-n="${n ?? ''}"><b>${esc(v)}</b><span>${esc(l)}</span></div>`)
     .join('')}</div>`;
 }
 
+/** The runs table's columns, and one run's cells as text: the table and the docs' pictures are checked against these. */
+export const RUN_COLUMNS = [
+  '#',
+  'finished',
+  'shard',
+  'selected',
+  'ok',
+  'failed',
+  'skipped',
+  'downloaded',
+  'wall',
+  'images/s',
+  'cores busy',
+  'allocator',
+  'what bound it',
+];
+export function runCells(r: RunLine, i: number): string[] {
+  return [
+    String(i + 1),
+    r.finished_at ?? '',
+    r.shard ?? '',
+    num(r.selected),
+    num(r.ok),
+    num(r.failed),
+    num(r.skipped),
+    prettyBytes(r.bytes_downloaded),
+    `${r.wall_s.toFixed(1)} s`,
+    r.images_per_s.toFixed(2),
+    `${Math.round(r.cores_busy * 100)} % of ${r.cores_available}`,
+    r.allocator,
+    `${boundShort(r.limited_by_hint)}${r.interrupted ? ' (interrupted)' : ''}`,
+  ];
+}
+
 function runsTable(runs: RunLine[]): string {
   if (!runs.length) return '<p class="note">No run summary in this folder yet (runs finished by pcb record theirs in .pcb/runs.jsonl).</p>';
-  const rows = runs.map(
-    (r, i) => `<tr><td class="n">${i + 1}</td><td>${esc(r.finished_at ?? '')}</td><td>${esc(r.shard ?? '')}</td><td class="n">${num(r.selected)}</td>
-<td class="n">${num(r.ok)}</td><td class="n">${num(r.failed)}</td><td class="n">${num(r.skipped)}</td><td class="n">${prettyBytes(r.bytes_downloaded)}</td>
-<td class="n">${r.wall_s.toFixed(1)} s</td><td class="n">${r.images_per_s.toFixed(2)}</td><td class="n">${Math.round(r.cores_busy * 100)} % of ${r.cores_available}</td>
-<td>${esc(r.allocator)}</td><td title="${esc(r.limited_by_hint ?? '')}">${esc(boundShort(r.limited_by_hint))}${r.interrupted ? ' <b>(interrupted)</b>' : ''}</td></tr>`,
-  );
-  return `<div class="wide"><table><tr><th>#</th><th>finished</th><th>shard</th><th>selected</th><th>ok</th><th>failed</th><th>skipped</th><th>downloaded</th><th>wall</th>
-<th>images/s</th><th>cores busy</th><th>allocator</th><th>what bound it</th></tr>${rows.join('')}</table></div>`;
+  // Numbers right-aligned; the last cell carries the whole hint as its title.
+  const rows = runs.map((r, i) => {
+    const cells = runCells(r, i).map((c) => esc(c));
+    cells[12] = `${esc(boundShort(r.limited_by_hint))}${r.interrupted ? ' <b>(interrupted)</b>' : ''}`;
+    const cls = (k: number) => ([0, 3, 4, 5, 6, 7, 8, 9, 10].includes(k) ? ' class="n"' : k === 11 ? ' class="w"' : '');
+    const td = cells.map((c, k) => (k === 12 ? `<td title="${esc(r.limited_by_hint ?? '')}">${c}</td>` : `<td${cls(k)}>${c}</td>`));
+    return `<tr>${td.join('')}</tr>`;
+  });
+  return `<div class="wide"><table id="run-table"><tr>${RUN_COLUMNS.map((c) => `<th>${esc(c)}</th>`).join('')}</tr>${rows.join('')}</table></div>`;
 }
 
 /** The hint's first clause ("network-bound (97 % of the run)"); the whole sentence is the cell's title. */
