@@ -69,8 +69,9 @@ export interface DownloadOptions {
   json: boolean;
   /** Exit 3 when the failed share of the rows processed is above this; null: never. */
   maxFailureRate: number | null;
-  outputFormat: 'files' | 'webdataset';
-  samplesPerTar: number;
+  outputFormat: 'files' | 'webdataset' | 'parquet';
+  /** Samples per tar or parquet shard. */
+  samplesPerShard: number;
 }
 
 export const DEFAULT_USER_AGENT = `pcb/${VERSION} (+${PROJECT_URL})`;

@@ -71,7 +71,7 @@ describe('processRow()', () => {
       limits: limitsFor(),
       cpu: new Semaphore(1),
       resize: { mode: 'shortest-side', resolution: 256, format: 'png', quality: 95, pngCompression: 6, pngFilter: true },
-      output: { store, format: 'files', samplesPerTar: 1, tarPrefix: 'pcb', run: 'test' },
+      output: { store, format: 'files', samplesPerShard: 1, tarPrefix: 'pcb', run: 'test' },
       writer: new FilesWriter(await openStore(store)),
     };
     const task = (row: number, url: string, caption: string | null): RowTask => ({

@@ -79,17 +79,24 @@ async function trickyInput(dir: string): Promise<{ file: string; n: number }> {
   return { file, n };
 }
 
-/** The tricky input written as a flat folder and as tars. */
-async function bothLayouts(): Promise<{ n: number; files: string; tars: string }> {
+/** The tricky input written as a flat folder, as tars and as parquet shards (three per run: row groups and shards both close early). */
+async function allLayouts(): Promise<{ n: number; files: string; tars: string; shards: string }> {
   const dir = tmpDir();
   const { file, n } = await trickyInput(dir);
   const files = path.join(dir, 'files');
   const tars = path.join(dir, 'tars');
+  const shards = path.join(dir, 'shards');
   const common = ['--allow-private-network', '--quiet', '--json', '--threads', '2', '--resolution', '256'];
   expect((await runPcb(['download', file, '--out', files, ...common])).code).toBe(0);
   expect((await runPcb(['download', file, '--out', tars, ...common, '--output-format', 'webdataset'])).code).toBe(0);
-  return { n, files, tars };
+  expect((await runPcb(['download', file, '--out', shards, ...common, '--output-format', 'parquet', '--samples-per-shard', '3'])).code).toBe(0);
+  return { n, files, tars, shards };
 }
+
+const shardFiles = (out: string) =>
+  readdirSync(out)
+    .filter((f) => /^pcb-.*\.parquet$/.test(f))
+    .map((f) => path.join(out, f));
 
 function tarSamples(out: string): Map<string, Record<string, string>> {
   const samples = new Map<string, Record<string, string>>();
@@ -106,8 +113,8 @@ function tarSamples(out: string): Map<string, Record<string, string>> {
 }
 
 describe('files and tars as written', () => {
-  it('the .txt, metadata.parquet, the tar .txt and .json hold the same caption; the .json keeps each column type', async () => {
-    const { n, files, tars } = await bothLayouts();
+  it('the .txt, metadata.parquet, the tar .txt and .json and the parquet shards hold the same caption; the .json and the shards keep each column type', async () => {
+    const { n, files, tars, shards } = await allLayouts();
     const meta = await readParquet(path.join(files, 'metadata.parquet'), 'id');
     const manifest = await readParquet(path.join(files, 'manifest.parquet'));
     expect(meta).toHaveLength(n);
@@ -129,6 +136,41 @@ describe('files and tars as written', () => {
       expect(s.json).toMatch(new RegExp(`"score":${[`1.0`, 'null', 'null', '2.5'][Number(m.id) % 4].replace('.', '\\.')}[,}]`));
       expect(json.taken).toMatch(/^2024-01-0\d$/);
       expect(json.labels).toEqual(['a', null, 'b']);
+    }
+    // The parquet shards, as DuckDB reads them: one row per ok row, the same caption, each column in its own type.
+    const conn = await (await DuckDBInstance.create(':memory:')).connect();
+    try {
+      const list = shardFiles(shards)
+        .map((f) => `'${f}'`)
+        .join(', ');
+      const types = Object.fromEntries(
+        (await conn.runAndReadAll(`DESCRIBE SELECT * FROM read_parquet([${list}])`)).getRowObjectsJS().map((r) => [r.column_name, r.column_type]),
+      );
+      expect(types).toMatchObject({
+        image: 'STRUCT(bytes BLOB, path VARCHAR)',
+        caption: 'VARCHAR',
+        big: 'BIGINT',
+        score: 'DOUBLE',
+        taken: 'DATE',
+        labels: 'VARCHAR[]',
+      });
+      const rows = (
+        await conn.runAndReadAll(
+          `SELECT id, caption, big::VARCHAR AS big, score, taken::VARCHAR AS taken, labels, octet_length(image.bytes) AS bytes FROM read_parquet([${list}]) ORDER BY id`,
+        )
+      ).getRowObjectsJS();
+      expect(rows).toHaveLength(n);
+      for (const [i, m] of meta.entries()) {
+        expect(String(rows[i].id)).toBe(String(m.id));
+        expect(rows[i].caption, `row ${i}`).toBe(m.caption);
+        expect(rows[i].big).toBe(String(9007199254740993n + BigInt(Number(m.id))));
+        // NaN and ±Infinity have no JSON form: in a shard, as in a tar's .json, they are null.
+        expect(rows[i].score).toBe([1, null, null, 2.5][Number(m.id) % 4]);
+        expect(rows[i].taken).toBe(`2024-01-0${1 + (Number(m.id) % 7)}`);
+        expect(Number(rows[i].bytes)).toBeGreaterThan(100);
+      }
+    } finally {
+      conn.closeSync();
     }
   });
 });
@@ -165,36 +207,58 @@ describe('Hugging Face datasets reads the output as it is', () => {
     return JSON.parse(r.stdout) as { features: Record<string, string>; rows: Record<string, unknown>[] };
   };
 
-  withHf('imagefolder on a files output and webdataset on its tars: every ok row, images at their written sizes, caption = .txt, every column', async () => {
-    const { n, files, tars } = await bothLayouts();
-    const meta = await readParquet(path.join(files, 'metadata.parquet'), 'id');
+  withHf(
+    'imagefolder on a files output, webdataset on its tars, parquet on its shards (and on the folder): every ok row, images at their written sizes, caption = .txt, every column',
+    async () => {
+      const { n, files, tars, shards } = await allLayouts();
+      const meta = await readParquet(path.join(files, 'metadata.parquet'), 'id');
 
-    const folder = load(['imagefolder', files]);
-    expect(folder.rows).toHaveLength(n);
-    const byId = new Map(folder.rows.map((r) => [String(r.id), r]));
-    for (const m of meta) {
-      const r = byId.get(String(m.id))!;
-      expect(r.image).toEqual({ image: [Number(m.width), Number(m.height)] });
-      expect(r.caption).toBe(readFileSync(path.join(files, `${m.id}.txt`), 'utf8'));
-      for (const col of ['url', 'title', 'original_width', 'original_height']) expect(String(r[col]), col).toBe(String(m[col]));
-      expect(r.cogvlm_caption).toBe(TRICKY[Number(m.id) - 1_000_000]);
-      expect(String(r.big)).toBe(String(9007199254740993n + BigInt(Number(m.id))));
-    }
+      const folder = load(['imagefolder', files]);
+      expect(folder.rows).toHaveLength(n);
+      const byId = new Map(folder.rows.map((r) => [String(r.id), r]));
+      for (const m of meta) {
+        const r = byId.get(String(m.id))!;
+        expect(r.image).toEqual({ image: [Number(m.width), Number(m.height)] });
+        expect(r.caption).toBe(readFileSync(path.join(files, `${m.id}.txt`), 'utf8'));
+        for (const col of ['url', 'title', 'original_width', 'original_height']) expect(String(r[col]), col).toBe(String(m[col]));
+        expect(r.cogvlm_caption).toBe(TRICKY[Number(m.id) - 1_000_000]);
+        expect(String(r.big)).toBe(String(9007199254740993n + BigInt(Number(m.id))));
+      }
 
-    const tarFiles = readdirSync(tars)
-      .filter((f) => f.endsWith('.tar'))
-      .map((f) => path.join(tars, f));
-    const wds = load(['webdataset', ...tarFiles]);
-    expect(wds.rows).toHaveLength(n);
-    for (const r of wds.rows) {
-      const json = r.json as Record<string, unknown>;
-      const m = meta.find((x) => String(x.id) === String(json.id))!;
-      expect(r.png).toEqual({ image: [Number(m.width), Number(m.height)] });
-      expect(r.txt).toBe(m.caption);
-      expect(json.caption).toBe(m.caption);
-      // Every digit of a BIGINT past 2^53 (hf-load.py prints such integers as text).
-      expect(String(json.big)).toBe(String(9007199254740993n + BigInt(Number(m.id))));
-      expect(json.aspect_ratio).toBeTypeOf('number');
-    }
-  });
+      const tarFiles = readdirSync(tars)
+        .filter((f) => f.endsWith('.tar'))
+        .map((f) => path.join(tars, f));
+      const wds = load(['webdataset', ...tarFiles]);
+      expect(wds.rows).toHaveLength(n);
+      for (const r of wds.rows) {
+        const json = r.json as Record<string, unknown>;
+        const m = meta.find((x) => String(x.id) === String(json.id))!;
+        expect(r.png).toEqual({ image: [Number(m.width), Number(m.height)] });
+        expect(r.txt).toBe(m.caption);
+        expect(json.caption).toBe(m.caption);
+        // Every digit of a BIGINT past 2^53 (hf-load.py prints such integers as text).
+        expect(String(json.big)).toBe(String(9007199254740993n + BigInt(Number(m.id))));
+        expect(json.aspect_ratio).toBeTypeOf('number');
+      }
+
+      // Parquet shards: by their files, and by the folder (its dataset card names the shards, not pcb's records).
+      for (const args of [
+        ['parquet', ...shardFiles(shards)],
+        ['folder', shards],
+      ]) {
+        const got = load(args);
+        expect(got.features.image, args[0]).toMatch(/^Image\(/);
+        expect(got.rows, args[0]).toHaveLength(n);
+        for (const r of got.rows) {
+          const m = meta.find((x) => String(x.id) === String(r.id))!;
+          expect(r.image).toEqual({ image: [Number(m.width), Number(m.height)] });
+          expect(r.caption).toBe(readFileSync(path.join(files, `${m.id}.txt`), 'utf8'));
+          expect([r.width, r.height]).toEqual([Number(m.width), Number(m.height)]);
+          for (const col of ['url', 'title', 'original_width', 'original_height']) expect(String(r[col]), col).toBe(String(m[col]));
+          expect(r.cogvlm_caption).toBe(TRICKY[Number(m.id) - 1_000_000]);
+          expect(String(r.big)).toBe(String(9007199254740993n + BigInt(Number(m.id))));
+        }
+      }
+    },
+  );
 });

@@ -11,7 +11,9 @@ import { parseShard } from '../shard.js';
 const RESIZE_MODES = ['shortest-side', 'area', 'none'] as const;
 const FORMATS = ['png', 'jpeg', 'webp'] as const;
 const CDN_KINDS = ['none', 'imgix'] as const;
-const OUTPUT_FORMATS = ['files', 'webdataset'] as const;
+const OUTPUT_FORMATS = ['files', 'webdataset', 'parquet'] as const;
+/** Samples per tar or parquet shard unless told: img2dataset's number_sample_per_shard. */
+export const DEFAULT_SAMPLES_PER_SHARD = 10000;
 
 export const OPT = {
   out: () => new Option('-o, --out <dir>', 'output folder').default('./train'),
@@ -94,11 +96,20 @@ export const OPT = {
       fractionOption('--max-failure-rate'),
     ),
   outputFormat: () =>
-    new Option('--output-format <fmt>', 'files (a flat folder) | webdataset (tar shards, each with a webshart index beside it)')
+    new Option(
+      '--output-format <fmt>',
+      'files (a flat folder) | webdataset (tar shards, each with a webshart index beside it) | parquet (parquet shards with the images inside, as the Hugging Face Hub stores them)',
+    )
       .default('files' as const)
       .argParser(choiceOption('--output-format', OUTPUT_FORMATS)),
+  samplesPerShard: () =>
+    new Option(
+      '--samples-per-shard <n>',
+      `samples per tar or parquet shard with --output-format webdataset or parquet [${DEFAULT_SAMPLES_PER_SHARD}]`,
+    ).argParser(intOption('--samples-per-shard', 1, 1_000_000)),
+  /** The old name of --samples-per-shard, still taken. */
   samplesPerTar: () =>
-    new Option('--samples-per-tar <n>', 'samples per tar with --output-format webdataset').default(10000).argParser(intOption('--samples-per-tar', 1)),
+    new Option('--samples-per-tar <n>', 'the old name of --samples-per-shard').argParser(intOption('--samples-per-tar', 1, 1_000_000)).hideHelp(),
   input: () => new Option('--input <parquet>', 'input parquet [the one recorded in the folder]'),
 };
 

@@ -10,7 +10,7 @@ export function bareWorkerConfig(threads: number, concurrency: number, maxHostCo
     output: {
       store: { out: '/nonexistent', tmpDir: '/nonexistent', remote: null, retries: 0, timeoutMs: 30000, shard: null },
       format: 'files',
-      samplesPerTar: 1,
+      samplesPerShard: 1,
       tarPrefix: 'pcb',
       run: 'bare',
     },

@@ -31,7 +31,7 @@ import type { S3Target } from './s3-url.js';
 import { STATE_DIR, readJson, removeStaleTemps, writeJsonAtomic } from './folder.js';
 import { shardTag, tagInShard } from '../shard.js';
 import type { Shard } from '../shard.js';
-import { TAR_EXT, isTarIndexName, tarShardTag } from './tars.js';
+import { TAR_EXT, isShardName, isTarIndexName, tarShardTag } from './tars.js';
 
 /**
  * The multipart uploads this process has open, in the state folder (`.pcb/uploads.<shard>.json`): some
@@ -60,9 +60,9 @@ class FileJournal implements UploadJournal {
   }
 }
 
-/** A tar of `shard` (or its index) at the top of the prefix. */
+/** A tar or parquet shard of `shard` (or a tar's index) at the top of the prefix. */
 function isShardTarOrIndex(name: string, shard: Shard | null): boolean {
-  return (name.endsWith(TAR_EXT) || isTarIndexName(name)) && !name.includes('/') && tagInShard(tarShardTag(name), shard);
+  return (isShardName(name) || isTarIndexName(name)) && !name.includes('/') && tagInShard(tarShardTag(name), shard);
 }
 
 export class BucketStore implements OutputStore {
@@ -221,7 +221,7 @@ export class BucketStore implements OutputStore {
         return journal.entries().map(([uploadId, key]) => abortUpload(this.client, this.target.bucket, key, uploadId, journal));
       }),
     );
-    await abortOpenUploads(this.client, this.target, (name) => name.endsWith(TAR_EXT) && isShardTarOrIndex(name, shard));
+    await abortOpenUploads(this.client, this.target, (name) => isShardName(name) && isShardTarOrIndex(name, shard));
   }
 
   /** Local files as objects (the records, run.json), each whole or not at all, all at once: one round trip to a distant store. */

@@ -21,14 +21,19 @@ export async function copyAtomic(conn: DuckDBConnection, select: string, dest: s
 }
 
 /** Input columns whose names the written image's own take over, kept under img2dataset's names. */
-const RENAMED: Record<string, string> = { width: 'original_width', height: 'original_height', file_name: 'original_file_name', caption: 'original_caption' };
+export const RENAMED: Record<string, string> = {
+  width: 'original_width',
+  height: 'original_height',
+  file_name: 'original_file_name',
+  caption: 'original_caption',
+};
 
 export interface RecordSources {
   /** The input parquet, for metadata.parquet (left out when unknown). */
   input: string | null;
   captionColumn: string | null;
   fallbackCaptionColumn: string | null;
-  /** webdataset: metadata.parquet also names each sample's tar and key. */
+  /** webdataset and parquet: metadata.parquet also names each sample's shard (`tar`, `shard`) and key. */
   outputFormat: string;
 }
 
@@ -62,11 +67,11 @@ export async function writeRecords(
       return c ? captionTextSql(`i.${ident(c.name)}`, c.type) : 'NULL::VARCHAR';
     };
     const caption = `coalesce(nullif(${text(src.captionColumn)}, ''), nullif(${text(src.fallbackCaptionColumn)}, ''), '')`;
-    const renamed: Record<string, string> = src.outputFormat === 'webdataset' ? { ...RENAMED, tar: 'original_tar', key: 'original_key' } : RENAMED;
+    // A sample in a shard: file_name is `<shard>/<member>`, and the shard (`tar` for a tar) and the key get columns of their own.
+    const shardColumn = src.outputFormat === 'webdataset' ? 'tar' : src.outputFormat === 'parquet' ? 'shard' : null;
+    const renamed: Record<string, string> = shardColumn ? { ...RENAMED, [shardColumn]: `original_${shardColumn}`, key: 'original_key' } : RENAMED;
     const select = described.map((c) => (renamed[c.name] ? `i.${ident(c.name)} AS ${ident(renamed[c.name])}` : `i.${ident(c.name)}`));
-    // A sample in a tar: file_name is `<tar>/<member>`, and the tar and the WebDataset key get columns of their own.
-    const inTar =
-      src.outputFormat === 'webdataset' ? ["split_part(m.path, '/', 1) AS tar", "regexp_replace(split_part(m.path, '/', 2), '\\.[^.]*$', '') AS key"] : [];
+    const inTar = shardColumn ? [`split_part(m.path, '/', 1) AS ${shardColumn}`, "regexp_replace(split_part(m.path, '/', 2), '\\.[^.]*$', '') AS key"] : [];
     await copyAtomic(
       conn,
       `SELECT ${[...select, 'm.path AS file_name', 'm.width AS width', 'm.height AS height', `${caption} AS caption`, ...inTar].join(', ')}

@@ -90,6 +90,12 @@ export async function openStore(spec: StoreSpec): Promise<OutputStore> {
 }
 
 /** `length` bytes from `at` of the part of a file at `offset` (of `partLength` bytes, or to its end). */
+/** The same slice of bytes already in memory (a sample read from a parquet shard). */
+export function readSliceOf(data: Buffer, at: number, length: number | null): Slice {
+  const end = length === null ? data.length : Math.min(data.length, at + length);
+  return { data: data.subarray(Math.min(at, data.length), end), size: data.length };
+}
+
 export function readSlice(file: string, offset: number, partLength: number | null, at: number, length: number | null): Slice {
   const fd = openSync(file, 'r');
   try {

@@ -1,12 +1,17 @@
 /**
- * Closed tars leave the run's temporary folder for the store once their rows are logged: renamed into a
- * folder, uploaded to a bucket. Whatever the store, a tar in it never holds a sample the log does not know.
+ * Closed shards leave the run's temporary folder for the store once their rows are logged: renamed into a
+ * folder, uploaded to a bucket. Whatever the store, a shard in it never holds a sample the log does not know.
+ * A tar goes with its index; a parquet shard is made from its spool here, on the way (parquet-shards.ts).
  */
-import { mkdirSync, renameSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
 import path from 'node:path';
+import type { DuckDBConnection } from '@duckdb/node-api';
 import type { RowResult } from '../result.js';
+import type { Column } from '../input/source.js';
+import { closeDuckDB, openDuckDB } from '../input/source.js';
 import type { Store } from './store.js';
 import { splitMemberPath, tarIndexPath } from './tars.js';
+import { DATASET_CARD, PARQUET_EXT, spoolDir, spoolToParquet } from './parquet-shards.js';
 
 /** Tars uploading at once; more closed tars than this wait on local disk. */
 const TARS_AT_ONCE = 2;
@@ -28,12 +33,35 @@ export class TarPublisher {
   private readonly failed: { rows: Pick<RowResult, 'row' | 'id' | 'url'>[]; message: string }[] = [];
   private readonly dir: string;
   uploaded = 0;
+  /** DuckDB, opened for the first parquet shard: it turns spools into shards. */
+  private duck: Promise<DuckDBConnection> | null = null;
+  private carded = false;
 
   constructor(
     private readonly store: Store,
     private readonly tmpDir: string,
+    /** The input's columns with their types: a parquet shard keeps them. */
+    private readonly columns: Column[] = [],
   ) {
     this.dir = path.join(tmpDir, 'uploading');
+  }
+
+  /** The files a closed shard is made of in the temporary folder: a tar and its index, or a parquet shard's spool. */
+  private parts(name: string): string[] {
+    return name.endsWith(PARQUET_EXT) ? [path.basename(spoolDir(this.tmpDir, name))] : [tarIndexPath(name), name];
+  }
+
+  /** What goes into the store, in order, made from the parts in the upload folder: the index before its tar, or the parquet shard. */
+  private async made(name: string): Promise<string[]> {
+    if (!name.endsWith(PARQUET_EXT)) return [tarIndexPath(name), name];
+    this.duck ??= openDuckDB(2);
+    if (!(await spoolToParquet(await this.duck, spoolDir(this.dir, name), path.join(this.dir, name), this.columns))) return [];
+    if (!this.carded) {
+      // The dataset card: load_dataset("<out>") reads the shards, not pcb's records beside them.
+      await this.store.putAll([{ name: 'README.md', data: DATASET_CARD }]);
+      this.carded = true;
+    }
+    return [name];
   }
 
   /** An ok row's sample is in a tar still open or uploading. */
@@ -49,7 +77,7 @@ export class TarPublisher {
   publish(name: string): void {
     // Out of the temporary folder at once: the end of the run closes what is left there, and must not see it.
     mkdirSync(this.dir, { recursive: true });
-    for (const f of [tarIndexPath(name), name]) renameSync(path.join(this.tmpDir, f), path.join(this.dir, f));
+    for (const f of this.parts(name)) if (existsSync(path.join(this.tmpDir, f))) renameSync(path.join(this.tmpDir, f), path.join(this.dir, f));
     this.waiting.push(name);
     this.pump();
   }
@@ -92,21 +120,21 @@ export class TarPublisher {
   }
 
   private async send(name: string): Promise<void> {
-    const index = tarIndexPath(name);
+    let files: string[] = [];
     try {
-      await this.store.putFile(index, path.join(this.dir, index));
-      await this.store.putFile(name, path.join(this.dir, name));
-      this.uploaded++;
+      files = await this.made(name);
+      for (const f of files) await this.store.putFile(f, path.join(this.dir, f));
+      if (files.length) this.uploaded++;
     } catch (err) {
       this.failed.push({
         rows: this.rows.get(name) ?? [],
-        message: `tar ${name} could not be stored in ${this.store.label}: ${(err as Error)?.message ?? err}`,
+        message: `shard ${name} could not be stored in ${this.store.label}: ${(err as Error)?.message ?? err}`,
       });
-      await this.store.remove(index).catch(() => undefined);
+      // A tar's index without its tar names nothing: it goes (the shard itself was the last to go in).
+      for (const f of files.slice(0, -1)) await this.store.remove(f).catch(() => undefined);
     } finally {
       this.rows.delete(name);
-      rmSync(path.join(this.dir, index), { force: true });
-      rmSync(path.join(this.dir, name), { force: true });
+      for (const f of new Set([...this.parts(name), ...files])) rmSync(path.join(this.dir, f), { recursive: true, force: true });
     }
   }
 
@@ -116,6 +144,8 @@ export class TarPublisher {
       await new Promise<void>((r) => {
         this.idle.push(r);
       });
+    if (this.duck) closeDuckDB(await this.duck);
+    this.duck = null;
     return this.failed.splice(0);
   }
 }

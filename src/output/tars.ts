@@ -12,6 +12,7 @@ import type { MemberInput, ScannedMember } from './tar.js';
 import { eachName, tempName } from './folder.js';
 import { tagInShard } from '../shard.js';
 import type { Shard } from '../shard.js';
+import { isSpoolName, shardOfSpool } from './parquet-shards.js';
 
 export const TAR_EXT = '.tar';
 
@@ -33,10 +34,10 @@ export function memberPath(tar: string, member: string): string {
   return `${tar}/${member}`;
 }
 
-/** Splits a manifest path into tar and member; null for a flat file's path. */
+/** Splits a manifest path into shard (a tar or a parquet file) and member; null for a flat file's path. */
 export function splitMemberPath(p: string): { tar: string; member: string } | null {
-  const i = p.indexOf(`${TAR_EXT}/`);
-  return i < 0 ? null : { tar: p.slice(0, i + TAR_EXT.length), member: p.slice(i + TAR_EXT.length + 1) };
+  const m = /^([^/]+\.(?:tar|parquet))\/(.+)$/.exec(p);
+  return m ? { tar: m[1], member: m[2] } : null;
 }
 
 const SIDECARS = /\.(txt|json)$/;
@@ -119,24 +120,26 @@ export function closeTar(tmpTar: string): boolean {
   return true;
 }
 
-/** Every tar a run left in its temporary folder, closed and published (the end of a run that logged every row). */
+/**
+ * Every shard a run left open in its temporary folder, published (the end of a run that logged every row):
+ * a tar closed first, a parquet shard's spool handed over as it is (the publisher turns it into the shard).
+ */
 export function finalizeLeftovers(tmpDir: string, publish: (name: string) => void): string[] {
   if (!existsSync(tmpDir)) return [];
   const done: string[] = [];
-  for (const f of readdirSync(tmpDir)
-    .filter((n) => n.endsWith(TAR_EXT))
-    .sort()) {
-    if (!closeTar(path.join(tmpDir, f))) continue;
-    publish(f);
-    done.push(f);
+  for (const f of readdirSync(tmpDir).sort()) {
+    const name = isSpoolName(f) ? shardOfSpool(f) : f.endsWith(TAR_EXT) && closeTar(path.join(tmpDir, f)) ? f : null;
+    if (!name) continue;
+    publish(name);
+    done.push(name);
   }
   return done;
 }
 
-/** The temporary tars of a worker that died: named `…-w<threadId>-…`. */
+/** The temporary tars and parquet spools of a worker that died: named `…-w<threadId>-…`. */
 export function discardWorkerTars(tmpDir: string, threadId: number): void {
   if (!existsSync(tmpDir)) return;
-  for (const n of readdirSync(tmpDir)) if (n.includes(`-w${threadId}-`)) rmSync(path.join(tmpDir, n), { force: true });
+  for (const n of readdirSync(tmpDir)) if (n.includes(`-w${threadId}-`)) rmSync(path.join(tmpDir, n), { recursive: true, force: true });
 }
 
 /**
@@ -159,12 +162,12 @@ export function orphanIndexSweep(out: string, shard: Shard | null): { see: (name
   };
 }
 
-/** Names pcb gives its tars: `<prefix>-<run>-w<worker>-<seq>.tar`, the prefix naming the shard. */
-export function tarName(prefix: string, run: string, worker: number, seq: number): string {
-  return `${prefix}-${run}-w${worker}-${String(seq).padStart(5, '0')}${TAR_EXT}`;
+/** Names pcb gives its shards: `<prefix>-<run>-w<worker>-<seq>.tar` (or `.parquet`), the prefix naming the --shard. */
+export function shardName(prefix: string, run: string, worker: number, seq: number, ext = TAR_EXT): string {
+  return `${prefix}-${run}-w${worker}-${String(seq).padStart(5, '0')}${ext}`;
 }
 
-const TAR_NAME = /^(shard-\d+-of-\d+|pcb)-[a-z0-9]+-w\d+-\d{5}\.(tar|json)$/;
+const TAR_NAME = /^(shard-\d+-of-\d+|pcb)-[a-z0-9]+-w\d+-\d{5}\.(tar|json|parquet)$/;
 /** The shard tag a tar's (or index's) name starts with: `pcb` or `shard-<i>-of-<n>`; '' for another name. */
 export function tarShardTag(n: string): string {
   return TAR_NAME.exec(n)?.[1] ?? '';
@@ -176,8 +179,12 @@ export function isTarIndexName(n: string): boolean {
 export function isTarName(n: string): boolean {
   return TAR_NAME.test(n) && n.endsWith(TAR_EXT);
 }
+/** A shard pcb wrote: a tar or a parquet file (not an index). */
+export function isShardName(n: string): boolean {
+  return TAR_NAME.test(n) && !n.endsWith('.json');
+}
 
-/** The tars (and their indexes) of one shard's name prefix (null: every one), gone: --overwrite of a webdataset folder. */
+/** The tars (and their indexes) and parquet shards of one --shard's name prefix (null: every one), gone: --overwrite of a folder. */
 export function removeShardTars(out: string, shard: Shard | null): void {
   const doomed: string[] = [];
   eachName(out, (n) => {
@@ -215,7 +222,7 @@ export class TarShardWriter {
   /** Appends one sample's members: the tar's name, and whether this sample filled and closed it. */
   add(members: MemberInput[]): { tar: string; closed: boolean } {
     if (this.fd === null) {
-      this.name = tarName(this.o.prefix, this.o.run, this.o.worker, this.seq++);
+      this.name = shardName(this.o.prefix, this.o.run, this.o.worker, this.seq++);
       this.tmp = path.join(this.o.tmpDir, this.name);
       this.fd = openSync(this.tmp, 'w');
       this.size = 0;

@@ -19,6 +19,8 @@ import { openDuckDB } from '../input/source.js';
 import { captionFileName } from '../input/row.js';
 import { isTarName, memberPath, splitMemberPath, tarIndexPath } from './tars.js';
 import { scanTar } from './tar.js';
+import { PARQUET_EXT } from './parquet-shards.js';
+import { ParquetChecks } from './verify-parquet.js';
 
 interface TarView {
   complete: boolean;
@@ -89,6 +91,10 @@ class TarViews {
   }
 }
 
+/** A recorded ok row, as verify reads it from the logs. */
+export type RecordedRow = Record<string, unknown>;
+export type Note = (row: number | null, file: string, problem: Problem, detail: string, r?: RecordedRow) => void;
+
 export type Problem = 'missing_image' | 'missing_caption' | 'unreadable' | 'wrong_size' | 'stray' | 'damaged_tar' | 'bad_index';
 export interface Finding {
   row: number | null;
@@ -142,7 +148,7 @@ function endsComplete(v: ImageView, format: string | undefined): boolean {
   return true;
 }
 
-async function checkImage(
+export async function checkImage(
   read: (at: number, length: number | null) => Promise<Slice | null>,
   width: number,
   height: number,
@@ -185,11 +191,13 @@ export async function verifyFolder(paths: RunPaths, o: { fix: boolean; deep: boo
   const recorded = new Set<string>();
   const findings: Finding[] = [];
   const bad = new Map<number, { id: string | null; url: string | null; path: string; problem: Problem; detail: string }>();
-  const note = (row: number | null, file: string, problem: Problem, detail: string, r?: Record<string, unknown>) => {
+  const note: Note = (row, file, problem, detail, r) => {
     findings.push({ row, path: file, problem, detail });
     if (row !== null && r) bad.set(row, { id: r.id === null ? null : String(r.id), url: r.url === null ? null : String(r.url), path: file, problem, detail });
   };
   const tars = new TarViews(place);
+  // Samples in parquet shards are checked shard by shard after the loop, each shard read once as a stream.
+  const inShards = new ParquetChecks();
   for (let i = 0; i < rows.length; i += CHECK_CONCURRENCY) {
     await Promise.all(
       rows.slice(i, i + CHECK_CONCURRENCY).map(async (r) => {
@@ -197,6 +205,7 @@ export async function verifyFolder(paths: RunPaths, o: { fix: boolean; deep: boo
         const row = Number(r.row);
         recorded.add(file);
         const inTar = splitMemberPath(file);
+        if (inTar?.tar.endsWith(PARQUET_EXT)) return inShards.expect(inTar.tar, inTar.member, r);
         if (inTar) {
           const found = await tars.check(inTar.tar, inTar.member);
           if (found.problem) return note(row, file, found.problem, found.detail, r);
@@ -234,6 +243,8 @@ export async function verifyFolder(paths: RunPaths, o: { fix: boolean; deep: boo
     if (!v.complete && ![...v.members.keys()].length) note(null, t, 'damaged_tar', 'not a readable tar');
   }
 
+  samplesInTars += await inShards.run(conn, place, names, o.deep, note);
+
   const problems: Record<Problem, number> = { missing_image: 0, missing_caption: 0, unreadable: 0, wrong_size: 0, stray: 0, damaged_tar: 0, bad_index: 0 };
   for (const f of findings) problems[f.problem]++;
   if (o.fix && findings.length) {
@@ -253,7 +264,7 @@ export async function verifyFolder(paths: RunPaths, o: { fix: boolean; deep: boo
             detail: `${t} moved aside`,
           });
       }
-      for (const t of damaged) for (const f of [t, tarIndexPath(t)]) await place.moveAside(f, 'damaged', f);
+      for (const t of damaged) for (const f of isTarName(t) ? [t, tarIndexPath(t)] : [t]) await place.moveAside(f, 'damaged', f);
       for (const [row, b] of bad) {
         // The next download redoes the row: its files go (a tar's sample went with its tar), and its latest outcome is a write failure (retried by a rerun).
         if (!splitMemberPath(b.path)) {
@@ -321,7 +332,7 @@ export async function runVerify(paths: RunPaths, o: { fix: boolean; deep: boolea
         ...(disagree
           ? [
               r.fixed
-                ? '  fixed: those rows are marked for the next pcb download to redo; stray images moved to .pcb/stray/, damaged tars to .pcb/damaged/'
+                ? '  fixed: those rows are marked for the next pcb download to redo; stray images moved to .pcb/stray/, damaged shards to .pcb/damaged/'
                 : '  pcb verify --fix marks them for the next pcb download to redo',
             ]
           : []),

@@ -1,16 +1,26 @@
 /**
  * Where an ok row's sample lands, behind one interface (after webdataset's TarWriter): a flat folder
- * (`<id>.<ext>` + `<id>.txt`) or tar shards (`--output-format webdataset`). Chosen once per worker
- * from the options; processRow does not know which.
+ * (`<id>.<ext>` + `<id>.txt`), tar shards (`--output-format webdataset`) or parquet shards
+ * (`--output-format parquet`). Chosen once per worker from the options; processRow does not know which.
  */
 import path from 'node:path';
 import { captionFileName } from '../input/row.js';
-import { TarShardWriter, memberPath, sampleKey } from './tars.js';
+import { TarShardWriter, memberPath, sampleKey, shardName, splitMemberPath } from './tars.js';
 import type { TarShardOptions } from './tars.js';
+import { PARQUET_EXT, ParquetSpool, spoolDir, spoolLine } from './parquet-shards.js';
 import { openStore } from './store.js';
 import type { OutputStore, Store, StoreSpec } from './store.js';
 
-export type OutputFormat = 'files' | 'webdataset';
+export type OutputFormat = 'files' | 'webdataset' | 'parquet';
+
+/** Keys of a sample's .json that pcb sets: a tar's sample leaves out input columns of the same name. */
+export const SAMPLE_KEYS = new Set(['id', 'row', 'url', 'caption', 'caption_source', 'width', 'height', 'original_width', 'original_height']);
+
+/** The input columns each sample carries: a tar's .json the ones pcb does not set itself, a parquet row all of them; files none. */
+export function sampleColumnsFor(format: OutputFormat, names: string[]): string[] | null {
+  if (format === 'webdataset') return names.filter((n) => !SAMPLE_KEYS.has(n));
+  return format === 'parquet' ? names : null;
+}
 
 export interface Sample {
   id: string;
@@ -18,8 +28,10 @@ export interface Sample {
   ext: string;
   image: Buffer;
   caption: string;
-  /** The sample's metadata as JSON text (webdataset's `<key>.json`). */
-  meta: string;
+  /** What pcb knows of the row and the written image (SAMPLE_KEYS), as JSON text. */
+  own: string;
+  /** The input's columns this layout carries (sampleColumnsFor), as DuckDB wrote them in JSON; never parsed (JSON.parse turns 1.0 into 1). */
+  columns: string | null;
   /** The image this row wrote before under another name (--overwrite into another format). */
   previousPath: string | null;
 }
@@ -27,7 +39,7 @@ export interface Sample {
 export interface Written {
   /** What the manifest records: `<id>.<ext>`, or `<tar>/<member>`. */
   path: string;
-  /** A tar this sample filled and closed, in the temporary folder: moved into place once the row is logged. */
+  /** A shard (tar or parquet) this sample filled and closed, in the temporary folder: moved into place once the row is logged. */
   closedTar: string | null;
 }
 
@@ -86,15 +98,52 @@ export class TarWriter implements SampleWriter {
     const { tar, closed } = this.shards.add([
       { name: image, data: s.image },
       { name: `${key}.txt`, data: Buffer.from(s.caption, 'utf8') },
-      { name: `${key}.json`, data: Buffer.from(s.meta, 'utf8') },
+      { name: `${key}.json`, data: Buffer.from(tarMeta(s.own, s.columns), 'utf8') },
     ]);
-    // --overwrite of a flat folder into tars: the row's old files go once its sample is in a tar.
-    if (s.previousPath && !s.previousPath.includes('.tar/')) {
-      const store = await this.store();
-      await store.remove(path.basename(s.previousPath));
-      await store.remove(captionFileName(path.basename(s.previousPath)));
-    }
+    await dropFlatFiles(s.previousPath, this.store);
     return { path: memberPath(tar, image), closedTar: closed ? tar : null };
+  }
+}
+
+/** --overwrite of a flat folder into shards: the row's old image and caption go once its sample is in a shard. */
+async function dropFlatFiles(previous: string | null, store: () => Promise<Store>): Promise<void> {
+  if (!previous || splitMemberPath(previous)) return;
+  const opened = await store();
+  await opened.remove(path.basename(previous));
+  await opened.remove(captionFileName(path.basename(previous)));
+}
+
+/** A tar sample's .json: pcb's own keys, then the input's other columns. */
+export function tarMeta(own: string, columns: string | null): string {
+  const c = columns?.trim() ?? '';
+  return c.length > 2 ? `${own.slice(0, -1)},${c.slice(1)}` : own;
+}
+
+/** One sample per ok row in this worker's open parquet shard, spooled until the shard closes (see parquet-shards.ts). */
+export class ParquetWriter implements SampleWriter {
+  private spool: ParquetSpool | null = null;
+  private name = '';
+  private seq = 0;
+  constructor(
+    private readonly o: TarShardOptions,
+    private readonly store: () => Promise<Store>,
+  ) {}
+
+  async write(s: Sample): Promise<Written> {
+    if (!this.spool) {
+      this.name = shardName(this.o.prefix, this.o.run, this.o.worker, this.seq++, PARQUET_EXT);
+      this.spool = new ParquetSpool(spoolDir(this.o.tmpDir, this.name));
+    }
+    const key = sampleKey(s.id);
+    const member = `${key}.${s.ext}`;
+    this.spool.add(spoolLine({ key, fileName: member, image: s.image, own: s.own, columns: s.columns }));
+    await dropFlatFiles(s.previousPath, this.store);
+    const shard = this.name;
+    if (this.spool.count < this.o.samplesPerTar) return { path: memberPath(shard, member), closedTar: null };
+    // Full: the main thread turns the spool into the shard once this row is logged.
+    this.spool.close();
+    this.spool = null;
+    return { path: memberPath(shard, member), closedTar: shard };
   }
 }
 
@@ -103,7 +152,7 @@ export interface OutputSettings {
   /** The store samples go to (tars reach it through the main thread once their rows are logged). */
   store: StoreSpec;
   format: OutputFormat;
-  samplesPerTar: number;
+  samplesPerShard: number;
   /** Tar names: `pcb` or the shard's tag, then the run's id. */
   tarPrefix: string;
   run: string;
@@ -113,8 +162,8 @@ export interface OutputSettings {
 export async function createWriter(o: OutputSettings, worker: number): Promise<SampleWriter> {
   let opened: Promise<Store> | null = null;
   const store = () => (opened ??= openStore(o.store));
-  if (o.format === 'webdataset') {
-    return new TarWriter({ tmpDir: o.store.tmpDir, prefix: o.tarPrefix, run: o.run, worker, samplesPerTar: o.samplesPerTar }, store);
-  }
+  const shards = { tmpDir: o.store.tmpDir, prefix: o.tarPrefix, run: o.run, worker, samplesPerTar: o.samplesPerShard };
+  if (o.format === 'webdataset') return new TarWriter(shards, store);
+  if (o.format === 'parquet') return new ParquetWriter(shards, store);
   return new FilesWriter(await store());
 }

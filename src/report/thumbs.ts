@@ -1,12 +1,14 @@
 /**
  * The contact sheet's thumbnails, made from the written images: a file of the folder, a member of a tar (its
- * bytes found through the tar's index, read by range) or an object of the bucket, read through verify's
- * store. Each becomes a small JPEG data URI; its caption is read beside it (the .txt, or the tar index's).
+ * bytes found through the tar's index, read by range), a sample of a parquet shard, or an object of the
+ * bucket, read through the store. Each becomes a small JPEG data URI; its caption is read beside it (the .txt, or the tar index's).
  */
 import sharp from 'sharp';
 import type { Store } from '../output/store.js';
 import { splitMemberPath, tarIndexPath } from '../output/tars.js';
+import { PARQUET_EXT, eachShardSample } from '../output/parquet-shards.js';
 import { captionFileName } from '../input/row.js';
+import { closeDuckDB, openDuckDB } from '../input/source.js';
 
 export const THUMB_PX = 160;
 
@@ -22,10 +24,51 @@ export interface Thumb {
 
 type Index = Record<string, { offset: number; length: number; caption?: string }>;
 
-export async function makeThumbs(
+/** Parquet shards a sheet reads from a bucket at most: each is fetched whole (a shard has no index of offsets). */
+const BUCKET_SHARDS = 4;
+
+type Sample = { id: string; path: string; width: number; height: number; caption: string | null };
+
+/**
+ * The sampled images held in parquet shards, read shard by shard (each streamed once, keeping only the
+ * sampled members), with their captions. From a bucket, only the samples of the first BUCKET_SHARDS shards.
+ */
+async function fromParquetShards(
   place: Store,
-  samples: { id: string; path: string; width: number; height: number; caption: string | null }[],
-): Promise<Thumb[]> {
+  samples: Sample[],
+): Promise<{ kept: Set<Sample>; found: Map<string, { image: Buffer | null; caption: string | null }> }> {
+  const byShard = new Map<string, Sample[]>();
+  for (const s of samples) {
+    const m = splitMemberPath(s.path);
+    if (!m?.tar.endsWith(PARQUET_EXT)) continue;
+    let list = byShard.get(m.tar);
+    if (!list) byShard.set(m.tar, (list = []));
+    list.push(s);
+  }
+  const kept = new Set(samples);
+  const found = new Map<string, { image: Buffer | null; caption: string | null }>();
+  if (!byShard.size) return { kept, found };
+  const shards = [...byShard].sort((a, b) => b[1].length - a[1].length);
+  for (const [, dropped] of place.holdsBytes ? shards.slice(BUCKET_SHARDS) : []) for (const s of dropped) kept.delete(s);
+  const conn = await openDuckDB(1);
+  try {
+    for (const [shard, list] of place.holdsBytes ? shards.slice(0, BUCKET_SHARDS) : shards) {
+      const file = await place.tarFile(shard).catch(() => null);
+      if (!file) continue;
+      const members = new Set(list.map((s) => splitMemberPath(s.path)!.member));
+      await eachShardSample(conn, file, (got) => void found.set(`${shard}/${got.member}`, { image: got.image, caption: got.caption }), members).catch(
+        () => undefined,
+      );
+    }
+  } finally {
+    closeDuckDB(conn);
+  }
+  return { kept, found };
+}
+
+export async function makeThumbs(place: Store, all: Sample[]): Promise<Thumb[]> {
+  const shards = await fromParquetShards(place, all);
+  const samples = all.filter((s) => shards.kept.has(s));
   const indexes = new Map<string, Promise<Index | null>>();
   const index = (tar: string) => {
     let got = indexes.get(tar);
@@ -38,6 +81,7 @@ export async function makeThumbs(
   const bytes = async (p: string): Promise<Buffer | null> => {
     const member = splitMemberPath(p);
     if (!member) return (await place.bytes(p, 0, null))?.data ?? null;
+    if (member.tar.endsWith(PARQUET_EXT)) return shards.found.get(p)?.image ?? null;
     const entry = (await index(member.tar))?.[member.member];
     return entry ? ((await place.bytes(member.tar, entry.offset, entry.length))?.data ?? null) : null;
   };
@@ -45,6 +89,7 @@ export async function makeThumbs(
   const caption = async (p: string): Promise<string | null> => {
     const member = splitMemberPath(p);
     if (!member) return place.text(captionFileName(p));
+    if (member.tar.endsWith(PARQUET_EXT)) return shards.found.get(p)?.caption ?? null;
     return (await index(member.tar))?.[member.member]?.caption ?? null;
   };
   const out: Thumb[] = [];

@@ -9,7 +9,7 @@ import { buildDoneTable, buildPreviousTable } from '../output/records.js';
 import type { OutputStore } from '../output/store.js';
 import { duckMessage } from '../sql.js';
 import { recordsCurrent } from './setup.js';
-import { SAMPLE_KEYS } from './process-row.js';
+import { sampleColumnsFor } from '../output/writer.js';
 
 export interface Planned {
   plan: Plan;
@@ -56,7 +56,10 @@ export async function planRows(
     shard: o.shard,
     share: o.share,
     limit: o.limit,
-    sampleColumns: o.outputFormat === 'webdataset' ? source.columns.map((c) => c.name).filter((n) => !SAMPLE_KEYS.has(n)) : null,
+    sampleColumns: sampleColumnsFor(
+      o.outputFormat,
+      source.columns.map((c) => c.name),
+    ),
     doneTable:
       o.overwrite || !logs.length
         ? null

@@ -30,17 +30,14 @@ async function fetchSource(url: URL, task: RowTask, ctx: RowContext): Promise<Do
   return { ...full, attempts: full.attempts + small.attempts, bytes: full.bytes + small.bytes, source: 'original' };
 }
 
-/** Keys of a sample's .json that pcb sets: input columns of the same name are left out. */
-export const SAMPLE_KEYS = new Set(['id', 'row', 'url', 'caption', 'caption_source', 'width', 'height', 'original_width', 'original_height']);
-
-/** A webdataset sample's .json: what pcb knows of the row and the written image, then the input's other columns. */
-function sampleMeta(
+/** What pcb knows of the row and the written image, as JSON: the keys of output's SAMPLE_KEYS. */
+function ownMeta(
   task: RowTask,
   id: string,
   caption: { text: string; source: string },
   img: { width: number; height: number; srcWidth: number; srcHeight: number },
 ): string {
-  const own = JSON.stringify({
+  return JSON.stringify({
     id,
     row: task.row,
     url: task.url,
@@ -51,9 +48,6 @@ function sampleMeta(
     original_width: img.srcWidth,
     original_height: img.srcHeight,
   });
-  // The input's other columns as DuckDB wrote them (never parsed here: JSON.parse turns 1.0 into 1 and rounds big integers).
-  const columns = task.columns?.trim() ?? '';
-  return columns.length > 2 ? `${own.slice(0, -1)},${columns.slice(1)}` : own;
 }
 
 /** Anything that is not a RowError is a bug: kept as a row, never disguised as a network or image failure. */
@@ -91,7 +85,15 @@ export async function processRow(task: RowTask, ctx: RowContext): Promise<RowRes
     let written: Written;
     // An upload holds the encoded image until the store has it: those bytes count against the budget too.
     const uploadKiB = ctx.writer.holdsBytes ? await ctx.limits.reserve(img.data.length) : 0;
-    const sample = { id, ext, image: img.data, caption: caption.text, meta: sampleMeta(task, id, caption, img), previousPath: task.previousPath ?? null };
+    const sample = {
+      id,
+      ext,
+      image: img.data,
+      caption: caption.text,
+      own: ownMeta(task, id, caption, img),
+      columns: task.columns ?? null,
+      previousPath: task.previousPath ?? null,
+    };
     try {
       // A row waiting for the store to take its upload: what says a run was bound by the store.
       written = await (ctx.writer.holdsBytes ? ctx.limits.waiting('storing', () => ctx.writer.write(sample)) : ctx.writer.write(sample));

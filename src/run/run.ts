@@ -94,7 +94,7 @@ function workerConfig(o: DownloadOptions, paths: RunPaths, limitsBuffer: SharedA
     output: {
       store: storeSpec(o, paths),
       format: o.outputFormat,
-      samplesPerTar: o.samplesPerTar,
+      samplesPerShard: o.samplesPerShard,
       tarPrefix: paths.tarPrefix,
       run: Date.now().toString(36),
     },
@@ -112,7 +112,7 @@ function workerConfig(o: DownloadOptions, paths: RunPaths, limitsBuffer: SharedA
 /** The pool at work: rows streamed from DuckDB, each settled row logged, the in-flight limit following demand. */
 async function dispatchRows(o: DownloadOptions, { plan, todo }: Planned, run: RunContext): Promise<Dispatched> {
   const { source, paths } = run;
-  const tars = new TarPublisher(run.store, paths.tmpDir);
+  const tars = new TarPublisher(run.store, paths.tmpDir, source.columns);
   const log = new RowLog(paths.log);
   const progress = new Progress(todo, { quiet: o.quiet || o.json, warn: !o.quiet, tty: Boolean(process.stderr.isTTY) });
   const limitsBuffer = createSharedBuffer(o.threads);
@@ -214,9 +214,9 @@ async function dispatchRows(o: DownloadOptions, { plan, todo }: Planned, run: Ru
     if (pool) await pool.destroy().catch(() => undefined);
   }
   try {
-    // The workers' open tars close into the folder once every row in them is logged; a run cut off with rows
+    // The workers' open shards close into the folder once every row in them is logged; a run cut off with rows
     // still in flight leaves them in its temporary folder, and the next run redoes their rows.
-    if (settled && o.outputFormat === 'webdataset') finalizeLeftovers(paths.tmpDir, (name) => tars.publish(name));
+    if (settled) finalizeLeftovers(paths.tmpDir, (name) => tars.publish(name));
     // A tar the store refused: its rows are not there, and the records say so.
     for (const refused of await tars.drain()) {
       for (const row of refused.rows) {

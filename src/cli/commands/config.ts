@@ -103,11 +103,12 @@ export async function dataloaderConfig(o: ConfigOptions): Promise<ConfigReport> 
   const run: RunRecord | null = paths.runRecordRead();
   if (!run) throw new FatalError(`${o.out} has no run record (${STATE_DIR}/run.json); rerun pcb download --out ${o.out} to write it`);
   const tars = run.outputFormat === 'webdataset';
-  if (tars && o.remote)
+  const shards = run.outputFormat === 'parquet';
+  if ((tars || shards) && o.remote)
     throw new FatalError(
-      `SimpleTuner's webshart backend reads tar shards from a folder or the Hugging Face Hub, not from a bucket: copy the prefix to a folder (aws s3 sync) and run pcb config on that`,
+      `SimpleTuner's ${tars ? 'webshart' : 'huggingface'} backend reads ${tars ? 'tar' : 'parquet'} shards from a folder or the Hugging Face Hub, not from a bucket: copy the prefix to a folder (aws s3 sync) and run pcb config on that`,
     );
-  if (!tars && o.captionStrategy === 'parquet' && !existsSync(path.join(out, 'metadata.parquet'))) {
+  if (!tars && !shards && o.captionStrategy === 'parquet' && !existsSync(path.join(out, 'metadata.parquet'))) {
     throw new FatalError(`${o.out} has no metadata.parquet (a sharded run: pcb merge ${o.out} first; or --caption-strategy textfile)`);
   }
   const id = o.id ?? (o.remote ? path.basename(o.remote.prefix || o.remote.bucket) : path.basename(out));
@@ -129,7 +130,9 @@ export async function dataloaderConfig(o: ConfigOptions): Promise<ConfigReport> 
   const excludedSmall = images.filter((im) => !trainerKeeps(rule, im.width, im.height)).length;
   // The parquet backend skips an image whose caption is empty; the textfile one would train it uncaptioned.
   const excludedCaption =
-    o.captionStrategy === 'parquet' || tars ? images.filter((im) => im.captionSource === 'none' && trainerKeeps(rule, im.width, im.height)).length : 0;
+    o.captionStrategy === 'parquet' || tars || shards
+      ? images.filter((im) => im.captionSource === 'none' && trainerKeeps(rule, im.width, im.height)).length
+      : 0;
 
   const cacheRoot = path.join(path.dirname(out), 'cache');
   // Tars: SimpleTuner's webshart backend reads each tar through the index beside it (sizes and captions included).
@@ -144,7 +147,11 @@ export async function dataloaderConfig(o: ConfigOptions): Promise<ConfigReport> 
       }
     : tars
       ? { type: 'webshart', dataset_type: 'image', source: out, metadata: out }
-      : { type: 'local', instance_data_dir: out };
+      : shards
+        ? // Its huggingface backend calls load_dataset(dataset_name, split=…): on a folder, the dataset card pcb
+          // writes there (README.md) names the shards as the train split, so pcb's records beside them stay out.
+          { type: 'huggingface', dataset_type: 'image', dataset_name: out, split: 'train', image_column: 'image', caption_column: 'caption' }
+        : { type: 'local', instance_data_dir: out };
   const entry: Record<string, unknown> = {
     id,
     ...where,
@@ -157,12 +164,13 @@ export async function dataloaderConfig(o: ConfigOptions): Promise<ConfigReport> 
     maximum_image_size: Math.max(scale(1.5), minimum),
     target_downsample_size: Math.max(scale(1.25), minimum),
     cache_dir_vae: path.resolve(o.cacheDirVae ?? path.join(cacheRoot, 'vae', id)),
-    caption_strategy: tars ? 'webshart' : o.captionStrategy,
-    metadata_backend: tars ? 'webshart' : o.captionStrategy === 'parquet' ? 'parquet' : 'discovery',
+    caption_strategy: tars ? 'webshart' : shards ? 'huggingface' : o.captionStrategy,
+    metadata_backend: tars ? 'webshart' : shards ? 'huggingface' : o.captionStrategy === 'parquet' ? 'parquet' : 'discovery',
   };
+  // Parquet shards are read where they are (dataset_name): nothing else to point at.
   if (tars) {
     entry.webshart = { cache_dir: path.resolve(path.join(cacheRoot, 'webshart', id)) };
-  } else if (o.captionStrategy === 'parquet') {
+  } else if (!shards && o.captionStrategy === 'parquet') {
     entry.parquet = {
       // The aws backend reads it through the bucket: its key there.
       path: o.remote ? [o.remote.prefix, 'metadata.parquet'].filter(Boolean).join('/') : path.join(out, 'metadata.parquet'),
@@ -172,7 +180,7 @@ export async function dataloaderConfig(o: ConfigOptions): Promise<ConfigReport> 
       width_column: 'width',
       height_column: 'height',
     };
-  } else {
+  } else if (!shards) {
     // A caption is one caption even when it holds line breaks.
     entry.disable_multiline_split = true;
   }

@@ -2,7 +2,7 @@
 import type { Command } from '@commander-js/extra-typings';
 import { defaultMemoryBudget, defaultThreads, resolveProcesses, roundChunkSize, validateCombination } from '../../options.js';
 import { shardFromEnvironment } from '../../shard.js';
-import { OPT, resolutionFor } from '../cli-options.js';
+import { DEFAULT_SAMPLES_PER_SHARD, OPT, resolutionFor } from '../cli-options.js';
 import { outputPlace } from '../../output/place.js';
 import { DEFAULT_IMGIX_HOSTS } from '../../fetch/cdn.js';
 import { runDownload } from '../../run/run.js';
@@ -132,6 +132,7 @@ export function register(program: Command): void {
     .addOption(OPT.json())
     .addOption(OPT.maxFailureRate())
     .addOption(OPT.outputFormat())
+    .addOption(OPT.samplesPerShard())
     .addOption(OPT.samplesPerTar())
     .addHelpText('after', RESIZE_HELP)
     .action(async (input, opts, cmd) => {
@@ -180,7 +181,7 @@ export function register(program: Command): void {
         json: Boolean(opts.json),
         maxFailureRate: opts.maxFailureRate ?? null,
         outputFormat: opts.outputFormat,
-        samplesPerTar: opts.samplesPerTar,
+        samplesPerShard: opts.samplesPerShard ?? opts.samplesPerTar ?? DEFAULT_SAMPLES_PER_SHARD,
       };
       validateCombination(o);
       process.exitCode = await download(o);
