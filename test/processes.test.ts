@@ -146,35 +146,39 @@ describe('--processes: one run over several processes', () => {
     expect(JSON.parse(a.stdout)).toMatchObject({ shard: '1/2', processes: 2, ok: rows.length });
   });
 
-  it('webdataset: each process writes its own tars, every sample once, and verify agrees', async () => {
-    const dir = tmpDir();
-    const file = await input(dir, 24, `pw${Date.now()}`);
-    const out = path.join(dir, 'out');
-    const r = await runPcb([
-      'download',
-      file,
-      '--out',
-      out,
-      '--threads',
-      '2',
-      '--processes',
-      '2',
-      '--output-format',
-      'webdataset',
-      '--samples-per-tar',
-      '5',
-      ...common,
-    ]);
-    expect(r.code).toBe(0);
-    const tars = readdirSync(out).filter((f) => f.endsWith('.tar'));
-    expect(tars.some((t) => t.startsWith('shard-0-of-2-'))).toBe(true);
-    expect(tars.some((t) => t.startsWith('shard-1-of-2-'))).toBe(true);
-    const manifest = await readParquet(path.join(out, 'manifest.parquet'));
-    expect(manifest.map((m) => m.row)).toEqual(range(24));
-    expect(new Set(manifest.map((m) => m.path)).size).toBe(24);
-    const verify = await runPcb(['verify', out]);
-    expect(verify.code).toBe(0);
-  });
+  for (const [layout, ext] of [
+    ['webdataset', '.tar'],
+    ['parquet', '.parquet'],
+  ])
+    it(`${layout}: each process writes its own shards, every sample once, and verify agrees`, async () => {
+      const dir = tmpDir();
+      const file = await input(dir, 24, `pw${layout}${Date.now()}`);
+      const out = path.join(dir, 'out');
+      const r = await runPcb([
+        'download',
+        file,
+        '--out',
+        out,
+        '--threads',
+        '2',
+        '--processes',
+        '2',
+        '--output-format',
+        layout,
+        '--samples-per-tar',
+        '5',
+        ...common,
+      ]);
+      expect(r.code).toBe(0);
+      const tars = readdirSync(out).filter((f) => f.endsWith(ext) && /^shard-/.test(f));
+      expect(tars.some((t) => t.startsWith('shard-0-of-2-'))).toBe(true);
+      expect(tars.some((t) => t.startsWith('shard-1-of-2-'))).toBe(true);
+      const manifest = await readParquet(path.join(out, 'manifest.parquet'));
+      expect(manifest.map((m) => m.row)).toEqual(range(24));
+      expect(new Set(manifest.map((m) => m.path)).size).toBe(24);
+      const verify = await runPcb(['verify', out]);
+      expect(verify.code).toBe(0);
+    });
 
   it('SIGINT stops every process cleanly (exit 130, records of what settled); the rerun does the rest, each row once', async () => {
     const dir = tmpDir();

@@ -244,7 +244,7 @@ describe('pcb report', () => {
       const file = await input(dir, 14);
       const state = path.join(dir, 'state');
       const env = { ...s3.env, XDG_CACHE_HOME: path.join(dir, 'cache') };
-      for (const layout of ['files', 'webdataset']) {
+      for (const layout of ['files', 'webdataset', 'parquet']) {
         const prefix = `s3://train/rep-${layout}`;
         const dl = await runPcb(
           ['download', file, '--out', prefix, '--state-dir', `${state}-${layout}`, '--output-format', layout, '--samples-per-tar', '4', ...common],

@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import sharp from 'sharp';
-import { readParquet, runPcb, tmpDir, until, useKit } from './helpers.js';
+import { query, readParquet, runPcb, tmpDir, until, useKit } from './helpers.js';
 import { datasetRow, writeParquet } from '../src/kit/dataset.js';
 import { photoSet } from '../src/kit/photos.js';
 import { KitS3Server } from '../src/kit/s3-server.js';
@@ -175,6 +175,29 @@ describe('--out s3://bucket/prefix', () => {
     const config = await pcbS3(['config', 's3://train/files', '--state-dir', path.join(dir, 'nowhere')], dir);
     expect(config.code).toBe(1);
     expect(config.stderr).toMatch(/^pcb: no run state for s3:\/\/train\/files in .*--state-dir\n$/);
+  });
+
+  it('parquet: shards uploaded whole with the dataset card, verify reads them back, config says the huggingface backend needs a folder', async () => {
+    const dir = tmpDir();
+    const file = await input(dir, 9, `s3p${Date.now()}`);
+    const r = await pcbS3(
+      ['download', file, '--out', 's3://train/pq', '--output-format', 'parquet', '--samples-per-shard', '4', '--threads', '1', ...common],
+      dir,
+    );
+    expect(r.code, r.stderr).toBe(0);
+    const names = await objects('pq');
+    const shards = [...names.keys()].filter((n) => n.endsWith('.parquet') && /^pcb-/.test(n));
+    expect(shards.length).toBe(3);
+    expect(names.has('README.md')).toBe(true);
+    writeFileSync(path.join(dir, 'a.parquet'), await getObject(`pq/${shards[0]}`));
+    const rows = await query(`SELECT key, octet_length(image.bytes) AS n FROM read_parquet('${path.join(dir, 'a.parquet')}')`);
+    expect(rows.length).toBeGreaterThan(0);
+    for (const row of rows) expect(Number(row.n)).toBeGreaterThan(100);
+    const verify = await pcbS3(['verify', 's3://train/pq', '--json'], dir);
+    expect(JSON.parse(verify.stdout)).toMatchObject({ ok_rows: 9, images_on_disk: 9, findings: [] });
+    const config = await pcbS3(['config', 's3://train/pq'], dir);
+    expect(config.code).toBe(1);
+    expect(config.stderr).toMatch(/huggingface backend reads parquet shards from a folder/);
   });
 
   it('pcb config on an s3:// output: SimpleTuner aws entry, the metadata key in the bucket, no secret', async () => {

@@ -72,7 +72,8 @@ export class FilesWriter implements SampleWriter {
     await this.store.putAll(objects);
     try {
       // --overwrite into another format: the row's old image goes once the new one is in place (its caption has the same name: replaced).
-      if (s.previousPath && s.previousPath !== name) await this.store.remove(path.basename(s.previousPath));
+      // A sample of a shard went with its shard (--overwrite removes them): its member's name may be this very file's.
+      if (s.previousPath && s.previousPath !== name && !splitMemberPath(s.previousPath)) await this.store.remove(path.basename(s.previousPath));
     } catch (err) {
       await Promise.all(objects.map((o) => this.store.remove(o.name).catch(() => undefined)));
       throw err;
