@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { afterAll, beforeAll, onTestFailed } from 'vitest';
+import { afterAll, beforeAll, expect, onTestFailed } from 'vitest';
 import os from 'node:os';
 import path from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
@@ -116,6 +116,22 @@ export function loggedRows(out: string): number {
         .split('\n')
         .filter((l) => l.startsWith('{')).length
     : 0;
+}
+
+/** `pcb download` started, then `signal` sent once a dozen rows are in the folder's log: what it ended with (checked: 130, or killed). */
+export async function signalMidRun(args: string[], out: string, signal: 'SIGKILL' | 'SIGINT'): Promise<Ran> {
+  let pid = 0;
+  const run = runPcb(args, {
+    onSpawn: (p) => {
+      pid = p;
+    },
+  });
+  await until(() => loggedRows(out) >= 12, 'a dozen settled rows');
+  process.kill(pid, signal);
+  const stopped = await run;
+  if (signal === 'SIGINT') expect(stopped.code).toBe(130);
+  else expect(stopped.signal).toBe('SIGKILL');
+  return stopped;
 }
 
 /** Quote for a POSIX shell. */

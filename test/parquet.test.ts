@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { existsSync, readdirSync, truncateSync } from 'node:fs';
 import path from 'node:path';
 import { DATASET_COLUMNS, datasetRow, writeParquet } from '../src/kit/dataset.js';
-import { loggedRows, query, readParquet, runPcb, tmpDir, until, useKit } from './helpers.js';
+import { query, readParquet, runPcb, signalMidRun, tmpDir, useKit } from './helpers.js';
 
 const kit = useKit(6);
 const common = ['--allow-private-network', '--resolution', '128', '--output-format', 'parquet', '--quiet', '--json'];
@@ -91,17 +91,7 @@ describe('parquet output', () => {
       const n = 60;
       const file = await input(dir, n, 80);
       const out = path.join(dir, 'out');
-      let pid = 0;
-      const run = runPcb(['download', file, '--out', out, '--threads', '2', '--concurrency', '2', '--samples-per-shard', '8', ...common], {
-        onSpawn: (p) => {
-          pid = p;
-        },
-      });
-      await until(() => loggedRows(out) >= 12, 'a dozen settled rows');
-      process.kill(pid, signal);
-      const stopped = await run;
-      if (signal === 'SIGINT') expect(stopped.code).toBe(130);
-      else expect(stopped.signal).toBe('SIGKILL');
+      await signalMidRun(['download', file, '--out', out, '--threads', '2', '--concurrency', '2', '--samples-per-shard', '8', ...common], out, signal);
       // Whatever shard is in the folder is whole: DuckDB reads every one.
       const before = await keys(out);
       expect(before.length).toBeLessThan(n);

@@ -8,7 +8,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, truncateSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { DATASET_COLUMNS, datasetRow, writeParquet } from '../src/kit/dataset.js';
-import { PCB, loggedRows, readParquet, runCommand, runPcb, tmpDir, until, useKit } from './helpers.js';
+import { PCB, readParquet, runCommand, runPcb, signalMidRun, tmpDir, until, useKit } from './helpers.js';
 
 const kit = useKit(6);
 const common = ['--allow-private-network', '--resolution', '128', '--output-format', 'webdataset', '--quiet', '--json'];
@@ -130,22 +130,9 @@ describe('webdataset output', () => {
       const n = 60;
       const file = await input(dir, n, 80);
       const out = path.join(dir, 'out');
-      let pid = 0;
-      const run = runPcb(['download', file, '--out', out, '--threads', '2', '--concurrency', '2', '--samples-per-tar', '8', ...common], {
-        onSpawn: (p) => {
-          pid = p;
-        },
-      });
-      await until(() => loggedRows(out) >= 12, 'a dozen settled rows');
-      process.kill(pid, signal);
-      const stopped = await run;
-      if (signal === 'SIGINT') {
-        expect(stopped.code).toBe(130);
-        // A clean stop closes the open tars into the folder.
-        expect(readdirSync(path.join(out, '.pcb')).filter((f) => f.startsWith('tmp'))).toEqual([]);
-      } else {
-        expect(stopped.signal).toBe('SIGKILL');
-      }
+      await signalMidRun(['download', file, '--out', out, '--threads', '2', '--concurrency', '2', '--samples-per-tar', '8', ...common], out, signal);
+      // A clean stop closes the open tars into the folder.
+      if (signal === 'SIGINT') expect(readdirSync(path.join(out, '.pcb')).filter((f) => f.startsWith('tmp'))).toEqual([]);
       // Whatever is in the folder is whole.
       const before = samples(out);
       expect(before.length).toBeLessThan(n);
