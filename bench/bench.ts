@@ -246,11 +246,11 @@ async function main(): Promise<void> {
       formats.push(await point(server, input, `f-${f}`, res, full, 'auto', f, work));
     }
   }
-  // The two layouts, in turn, twice (files, webdataset, files, webdataset): the ratio of their best runs.
+  // The three layouts, in turn, twice (files, webdataset, parquet, files, …): the ratio of their best runs.
   const layouts: Point[] = [];
   if (!a.quick) {
     for (let i = 0; i < 2; i++) {
-      for (const layout of ['files', 'webdataset']) {
+      for (const layout of ['files', 'webdataset', 'parquet']) {
         process.stderr.write(`bench: --output-format ${layout}\n`);
         layouts.push(await point(server, input, `l-${layout}-${i}`, [...res, '--output-format', layout], full, 'auto', 'png', work));
       }
@@ -380,7 +380,7 @@ async function main(): Promise<void> {
             ['CPU ms/img', (p) => (p.cpu_per_image_s * 1000).toFixed(0)],
             ['peak RSS MB', (p) => p.peak_rss_mb.toFixed(0)],
           ]),
-          `webdataset / files, best of two runs each: **${f2(bestOf('webdataset') / bestOf('files'))}×** the images/s.`,
+          `webdataset / files, best of two runs each: **${f2(bestOf('webdataset') / bestOf('files'))}×** the images/s; parquet / files: **${f2(bestOf('parquet') / bestOf('files'))}×**.`,
         ]
       : []),
     '',
