@@ -50,6 +50,7 @@ async function main(): Promise<void> {
       caption_source: ok ? 'primary' : null,
       ms: 1,
       source: null,
+      sha256: ok ? 'a'.repeat(64) : null,
       run,
       seq: i,
     };

@@ -40,6 +40,8 @@ export interface RowResult {
   caption_source: CaptionSource | null;
   ms: number;
   source: ImageSource | null;
+  /** sha256 of the bytes downloaded for an ok row, as the server sent them (img2dataset's compute_hash default), in hex. */
+  sha256: string | null;
   /** Not a record: a tar this row's sample closed, for the main thread to move into place once the row is logged. */
   closedTar?: string;
   /** In the log only (for the report): bytes of the image and caption written. */
@@ -70,6 +72,7 @@ export const RESULT_COLUMNS: Record<Exclude<keyof RowResult, 'closedTar' | 'writ
   ms: 'BIGINT',
   message: 'VARCHAR',
   source: 'VARCHAR',
+  sha256: 'VARCHAR',
 };
 /**
  * Columns of the log that are not records: `run` and `seq` order a row's outcomes, `at` is when it settled
@@ -97,6 +100,7 @@ export function failedResult(task: RowTask, error: RowError, started: number, ex
     caption_source: null,
     ms: Date.now() - started,
     source: null,
+    sha256: null,
     ...extra,
   };
 }

@@ -5,6 +5,7 @@
  * itself reads them in readers.test.ts.)
  */
 import { describe, expect, it } from 'vitest';
+import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, truncateSync } from 'node:fs';
 import path from 'node:path';
 import { DATASET_COLUMNS, datasetRow, writeParquet } from '../src/kit/dataset.js';
@@ -21,6 +22,8 @@ async function input(dir: string, n: number, delayMs = 0): Promise<string> {
   await writeParquet(file, rows, { ...DATASET_COLUMNS, id: 'VARCHAR' });
   return file;
 }
+
+const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
 
 const shards = (out: string) =>
   readdirSync(out)
@@ -69,6 +72,10 @@ describe('parquet output', () => {
       expect([row.width, row.height, row.caption]).toEqual([m.width, m.height, m.caption]);
     }
     expect(readdirSync(path.join(out, '.pcb')).filter((f) => f.startsWith('tmp'))).toEqual([]);
+    // The records carry the sha256 of the bytes the server sent, in the manifest and metadata.parquet alike.
+    const manifest = await readParquet(path.join(out, 'manifest.parquet'));
+    for (const m of manifest) expect(m.sha256, `row ${m.row}`).toBe(sha256(kit.photos[Number(m.row) % kit.photos.length].data));
+    for (const m of meta) expect(m.sha256).toBe(manifest.find((x) => x.id === m.id)?.sha256);
     // status counts them; config prints SimpleTuner's huggingface entry over the folder.
     expect(JSON.parse((await runPcb(['status', out, '--json'])).stdout)).toMatchObject({ ok: n, failed: 0 });
     const config = await runPcb(['config', out]);

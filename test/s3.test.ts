@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -193,6 +194,17 @@ describe('--out s3://bucket/prefix', () => {
     const rows = await query(`SELECT key, octet_length(image.bytes) AS n FROM read_parquet('${path.join(dir, 'a.parquet')}')`);
     expect(rows.length).toBeGreaterThan(0);
     for (const row of rows) expect(Number(row.n)).toBeGreaterThan(100);
+    // The records name each row's downloaded bytes by their sha256, in a bucket run as in a folder.
+    expect(names.has('manifest.parquet')).toBe(true);
+    writeFileSync(path.join(dir, 'manifest.parquet'), await getObject('pq/manifest.parquet'));
+    const manifest = await readParquet(path.join(dir, 'manifest.parquet'));
+    expect(manifest).toHaveLength(9);
+    for (const m of manifest)
+      expect(m.sha256).toBe(
+        createHash('sha256')
+          .update(kit.photos[Number(m.row) % kit.photos.length].data)
+          .digest('hex'),
+      );
     const verify = await pcbS3(['verify', 's3://train/pq', '--json'], dir);
     expect(JSON.parse(verify.stdout)).toMatchObject({ ok_rows: 9, images_on_disk: 9, findings: [] });
     const config = await pcbS3(['config', 's3://train/pq'], dir);

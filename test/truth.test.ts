@@ -227,6 +227,7 @@ describe('the log survives a torn line', () => {
     caption_source: 'primary',
     ms: 1,
     source: null,
+    sha256: 'ab'.repeat(32),
   });
 
   it('at every byte offset of its last two lines, the next run appends whole lines and loses only the torn one', async () => {

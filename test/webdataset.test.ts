@@ -5,6 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, readdirSync, truncateSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { DATASET_COLUMNS, datasetRow, writeParquet } from '../src/kit/dataset.js';
@@ -65,6 +66,15 @@ describe('webdataset output', () => {
     expect(JSON.parse(r.stdout)).toMatchObject({ ok: 10, failed: 1 });
     const manifest = await readParquet(path.join(out, 'manifest.parquet'));
     const ok = manifest.filter((m) => m.status === 'ok');
+    // The records carry the sha256 of the bytes the server sent; a failed row has none.
+    for (const m of manifest)
+      expect(m.sha256, `row ${m.row}`).toBe(
+        m.status === 'ok'
+          ? createHash('sha256')
+              .update(kit.photos[Number(m.row) % kit.photos.length].data)
+              .digest('hex')
+          : null,
+      );
     const tars = readWithTarfile(out);
     // At most 4 samples (12 members) a tar; no temporary tar left.
     expect(tars.every((t) => t.members.length <= 12 && t.members.length % 3 === 0)).toBe(true);

@@ -57,7 +57,9 @@ export async function writeRecords(
   ).getRowObjectsJS()[0];
   if (src.input && existsSync(src.input)) {
     // The ok rows' few columns are the join's small side; the input, captions and all, streams past it.
-    await conn.run(`CREATE OR REPLACE TEMP TABLE __ok AS SELECT row, path, width, height FROM read_parquet(${literal(dest.manifest)}) WHERE status = 'ok'`);
+    await conn.run(
+      `CREATE OR REPLACE TEMP TABLE __ok AS SELECT row, path, width, height, sha256 FROM read_parquet(${literal(dest.manifest)}) WHERE status = 'ok'`,
+    );
     const described = (await conn.runAndReadAll(`DESCRIBE SELECT * FROM read_parquet(${literal(src.input)})`))
       .getRowObjectsJS()
       .map((r) => ({ name: String(r.column_name), type: String(r.column_type) }));
@@ -69,12 +71,13 @@ export async function writeRecords(
     const caption = `coalesce(nullif(${text(src.captionColumn)}, ''), nullif(${text(src.fallbackCaptionColumn)}, ''), '')`;
     // A sample in a shard: file_name is `<shard>/<member>`, and the shard (`tar` for a tar) and the key get columns of their own.
     const shardColumn = src.outputFormat === 'webdataset' ? 'tar' : src.outputFormat === 'parquet' ? 'shard' : null;
-    const renamed: Record<string, string> = shardColumn ? { ...RENAMED, [shardColumn]: `original_${shardColumn}`, key: 'original_key' } : RENAMED;
+    const own: Record<string, string> = { ...RENAMED, sha256: 'original_sha256' };
+    const renamed: Record<string, string> = shardColumn ? { ...own, [shardColumn]: `original_${shardColumn}`, key: 'original_key' } : own;
     const select = described.map((c) => (renamed[c.name] ? `i.${ident(c.name)} AS ${ident(renamed[c.name])}` : `i.${ident(c.name)}`));
     const inTar = shardColumn ? [`split_part(m.path, '/', 1) AS ${shardColumn}`, "regexp_replace(split_part(m.path, '/', 2), '\\.[^.]*$', '') AS key"] : [];
     await copyAtomic(
       conn,
-      `SELECT ${[...select, 'm.path AS file_name', 'm.width AS width', 'm.height AS height', `${caption} AS caption`, ...inTar].join(', ')}
+      `SELECT ${[...select, 'm.path AS file_name', 'm.width AS width', 'm.height AS height', `${caption} AS caption`, ...inTar, 'm.sha256 AS sha256'].join(', ')}
       FROM read_parquet(${literal(src.input)}, file_row_number = true) i JOIN __ok m ON m.row = i.file_row_number`,
       dest.metadata,
     );

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { RowError } from '../errors.js';
 import { failedResult } from '../result.js';
 import type { ImageSource, RowResult, RowTask } from '../result.js';
@@ -77,6 +78,8 @@ export async function processRow(task: RowTask, ctx: RowContext): Promise<RowRes
   if (!got.data) return failedResult(task, got.error!, started, fetched);
   try {
     const data = got.data;
+    // The downloaded bytes' hash, before they are let go: ~0.7 ms per MB with SHA-NI.
+    const sha256 = createHash('sha256').update(data).digest('hex');
     const img = await ctx.cpu.use(() => resizeImage(data, ctx.resize));
     ctx.limits.release(got.heldKiB, true, got.ticket);
     got.heldKiB = 0;
@@ -119,6 +122,7 @@ export async function processRow(task: RowTask, ctx: RowContext): Promise<RowRes
       path: written.path,
       caption_source: caption.source,
       ms: Date.now() - started,
+      sha256,
       written: img.data.length + Buffer.byteLength(caption.text),
       words: captionWords(caption.text),
       ...(written.closedTar ? { closedTar: written.closedTar } : {}),
