@@ -17,6 +17,7 @@ export const ERROR_CODES = [
   'decode_error',
   'pixel_limit',
   'too_small',
+  'hash_mismatch',
   'write_error',
   'internal_error',
 ] as const;

@@ -54,6 +54,8 @@ export interface DownloadOptions {
   allowPrivateNetwork: boolean;
   cdnResize: CdnResize;
   cdnHosts: string[];
+  /** --verify-hash: the input column holding each image's hash, and its algorithm. */
+  verifyHash: VerifyHash | null;
   /** null for the whole input (no --shard, or a count of 1). */
   shard: Shard | null;
   /** Processes the run is split over, each a pool of `threads / processes` threads over a share of the rows. */
@@ -126,6 +128,24 @@ export function fractionOption(name: string) {
     }
     return n;
   };
+}
+
+export const HASH_ALGORITHMS = ['sha256', 'md5'] as const;
+export type HashAlgorithm = (typeof HASH_ALGORITHMS)[number];
+export interface VerifyHash {
+  column: string;
+  algorithm: HashAlgorithm;
+}
+
+/** `--verify-hash <column>[:sha256|md5]`: the algorithm after the last colon, sha256 when none is named. */
+export function verifyHashOption(value: string): VerifyHash {
+  const m = /^(.+?)(?::([^:]*))?$/.exec(value);
+  const column = m?.[1] ?? '';
+  const algorithm = (m?.[2] ?? 'sha256').toLowerCase();
+  if (!column.trim()) throw new InvalidArgumentError(`--verify-hash takes <column>[:sha256|md5], got '${value}'.`);
+  if (!(HASH_ALGORITHMS as readonly string[]).includes(algorithm))
+    throw new InvalidArgumentError(`--verify-hash: the algorithm is one of ${HASH_ALGORITHMS.join(', ')}, got '${m?.[2]}'.`);
+  return { column, algorithm: algorithm as HashAlgorithm };
 }
 
 export function choiceOption<T extends string>(name: string, choices: readonly T[]) {

@@ -15,6 +15,8 @@ export interface RowTask {
   previousPath?: string | null;
   /** With webdataset output: the input row's columns as JSON, for the sample's .json. */
   columns?: string | null;
+  /** With --verify-hash: the hash the input gives for this row's image (lower case). */
+  expectedHash?: string | null;
 }
 
 /** With --cdn-resize: whether the CDN's rendition or the original was used. */

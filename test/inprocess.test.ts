@@ -66,6 +66,7 @@ describe('processRow()', () => {
     const ctx: RowContext = {
       cdnResize: 'none',
       cdnHosts: [],
+      verifyHash: null,
       policy: p,
       agent: createAgent(p, 4),
       limits: limitsFor(),

@@ -5,7 +5,17 @@
  */
 import { Option } from '@commander-js/extra-typings';
 import { DEFAULT_IMGIX_HOSTS } from '../fetch/cdn.js';
-import { DEFAULT_USER_AGENT, PNG_DEFAULTS, autoOrInt, bytesOption, choiceOption, fractionOption, intOption, numberOption } from '../options.js';
+import {
+  DEFAULT_USER_AGENT,
+  PNG_DEFAULTS,
+  autoOrInt,
+  bytesOption,
+  choiceOption,
+  fractionOption,
+  intOption,
+  numberOption,
+  verifyHashOption,
+} from '../options.js';
 import { parseShard } from '../shard.js';
 
 const RESIZE_MODES = ['shortest-side', 'area', 'none'] as const;
@@ -110,6 +120,11 @@ export const OPT = {
   /** The old name of --samples-per-shard, still taken. */
   samplesPerTar: () =>
     new Option('--samples-per-tar <n>', 'the old name of --samples-per-shard').argParser(intOption('--samples-per-tar', 1, 1_000_000)).hideHelp(),
+  verifyHash: () =>
+    new Option(
+      '--verify-hash <column>',
+      "check each downloaded image against a hash column of the input: <column>[:sha256|md5] (sha256 when none is named); a mismatch is the row's error hash_mismatch [none]",
+    ).argParser(verifyHashOption),
   input: () => new Option('--input <parquet>', 'input parquet [the one recorded in the folder]'),
 };
 

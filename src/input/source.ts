@@ -150,6 +150,8 @@ export interface Plan {
   previousTable?: string | null;
   /** A table of `row` values whose id an earlier row has (see buildDuplicateTable). */
   duplicateTable?: string | null;
+  /** --verify-hash's column: each row's expected hash is sent along (lower case, trimmed). */
+  hashColumn?: string | null;
   /** The input columns to send along with each row, as one JSON object (webdataset samples carry them); null: none. */
   sampleColumns?: string[] | null;
 }
@@ -216,7 +218,8 @@ export function taskSql(source: Source, plan: Plan): string {
       ${numberExpr(source, 'width')} AS src_width, ${numberExpr(source, 'height')} AS src_height,
       ${plan.duplicateTable ? 'dup.row IS NOT NULL' : 'FALSE'} AS duplicate,
       ${plan.previousTable ? 'prev.path' : 'NULL::VARCHAR'} AS previous_path,
-      ${plan.sampleColumns ? columnsJsonSql(source, plan.sampleColumns) : 'NULL::VARCHAR'} AS columns
+      ${plan.sampleColumns ? columnsJsonSql(source, plan.sampleColumns) : 'NULL::VARCHAR'} AS columns,
+      ${plan.hashColumn ? `nullif(lower(trim(CAST(sel.${ident(plan.hashColumn)} AS VARCHAR))), '')` : 'NULL::VARCHAR'} AS expected_hash
     FROM (${selectedRowsSql(source, plan)}) sel
     ${plan.duplicateTable ? `LEFT JOIN ${plan.duplicateTable} dup ON dup.row = sel.__row` : ''}
     ${plan.previousTable ? `LEFT JOIN ${plan.previousTable} prev ON prev.row = sel.__row` : ''}
@@ -246,6 +249,7 @@ export async function* streamTasks(source: Source, plan: Plan, chunkSize: number
         duplicate: r.duplicate === true,
         previousPath: r.previous_path === null ? null : String(r.previous_path),
         columns: r.columns === null ? null : String(r.columns),
+        expectedHash: r.expected_hash === null ? null : String(r.expected_hash),
       });
     }
     if (batch.length >= chunkSize) {

@@ -6,6 +6,7 @@ export function bareWorkerConfig(threads: number, concurrency: number, maxHostCo
   return {
     cdnResize: 'none',
     cdnHosts: [],
+    verifyHash: null,
     tasksPerWorker: concurrency + 2,
     output: {
       store: { out: '/nonexistent', tmpDir: '/nonexistent', remote: null, retries: 0, timeoutMs: 30000, shard: null },

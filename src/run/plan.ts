@@ -56,6 +56,7 @@ export async function planRows(
     shard: o.shard,
     share: o.share,
     limit: o.limit,
+    hashColumn: o.verifyHash?.column ?? null,
     sampleColumns: sampleColumnsFor(
       o.outputFormat,
       source.columns.map((c) => c.name),

@@ -80,6 +80,19 @@ export async function processRow(task: RowTask, ctx: RowContext): Promise<RowRes
     const data = got.data;
     // The downloaded bytes' hash, before they are let go: ~0.7 ms per MB with SHA-NI.
     const sha256 = createHash('sha256').update(data).digest('hex');
+    if (ctx.verifyHash && task.expectedHash) {
+      const got = ctx.verifyHash === 'sha256' ? sha256 : createHash(ctx.verifyHash).update(data).digest('hex');
+      if (got !== task.expectedHash)
+        return failedResult(
+          task,
+          new RowError('hash_mismatch', `${ctx.verifyHash} of the downloaded bytes is ${got}; the input says ${task.expectedHash}`),
+          started,
+          {
+            ...fetched,
+            sha256,
+          },
+        );
+    }
     const img = await ctx.cpu.use(() => resizeImage(data, ctx.resize));
     ctx.limits.release(got.heldKiB, true, got.ticket);
     got.heldKiB = 0;

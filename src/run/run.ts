@@ -91,6 +91,7 @@ function workerConfig(o: DownloadOptions, paths: RunPaths, limitsBuffer: SharedA
     },
     cdnResize: o.cdnResize,
     cdnHosts: o.cdnHosts,
+    verifyHash: o.verifyHash?.algorithm ?? null,
     output: {
       store: storeSpec(o, paths),
       format: o.outputFormat,

@@ -41,6 +41,7 @@ export async function openChecked(o: DownloadOptions, paths: RunPaths): Promise<
   const source = await Source.open(o.input);
   source.requireColumn(o.urlColumn, '--url-column');
   source.requireColumn(o.idColumn, '--id-column');
+  if (o.verifyHash) source.requireColumn(o.verifyHash.column, '--verify-hash');
   if (o.captionColumnExplicit) source.requireColumn(o.captionColumn, '--caption-column');
   if (o.fallbackCaptionColumnExplicit) source.requireColumn(o.fallbackCaptionColumn, '--fallback-caption-column');
   await source.checkWhere(o.where);

@@ -5,6 +5,7 @@ import type { DownloadPolicy } from '../fetch/download.js';
 import type { CdnResize } from '../fetch/cdn.js';
 import type { SharedLimits, SharedLimitsInit } from '../fetch/shared-limits.js';
 import type { Semaphore } from './semaphore.js';
+import type { HashAlgorithm } from '../options.js';
 import type { OutputSettings, SampleWriter } from '../output/writer.js';
 export type { RowResult, RowTask } from '../result.js';
 
@@ -15,6 +16,8 @@ export interface RowSettings {
   cdnResize: CdnResize;
   cdnHosts: string[];
   output: OutputSettings;
+  /** --verify-hash's algorithm; null: no check. */
+  verifyHash: HashAlgorithm | null;
 }
 
 /** Everything a worker needs, sent once when the pool starts. */

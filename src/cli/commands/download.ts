@@ -123,6 +123,7 @@ export function register(program: Command): void {
     .addOption(OPT.allowPrivateNetwork())
     .addOption(OPT.cdnResize())
     .addOption(OPT.cdnResizeHost())
+    .addOption(OPT.verifyHash())
     .addOption(OPT.shard())
     .addOption(OPT.shardCount())
     .addOption(OPT.overwrite())
@@ -172,6 +173,7 @@ export function register(program: Command): void {
         allowPrivateNetwork: Boolean(opts.allowPrivateNetwork),
         cdnResize: opts.cdnResize,
         cdnHosts: opts.cdnResizeHost ?? DEFAULT_IMGIX_HOSTS,
+        verifyHash: opts.verifyHash ?? null,
         // 0/1 is the whole input: no shard files, no hash filter.
         shard: given && given.count > 1 ? given : null,
         overwrite: Boolean(opts.overwrite),
